@@ -1,0 +1,1 @@
+"""Wanda with Selectivity: one-shot LLM pruning with selectivity-aware scores."""

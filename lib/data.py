@@ -1,0 +1,153 @@
+"""Calibration windows (C4, WikiText-2) and the WikiText-2 test stream, offline or from the Hub.
+
+Offline data lives in a directory laid out like ../shared/data (see its README):
+    wikitext-2-raw/wiki.test.raw, wikitext-2-raw/wiki.train.raw (optional)
+    c4/en/c4-train.00000-of-01024.first1000.json.gz (or the full shard's name)
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import random
+from pathlib import Path
+
+import torch
+
+from lib.errors import UserError
+
+log = logging.getLogger(__name__)
+
+C4_SHARD = "en/c4-train.00000-of-01024.json.gz"
+C4_OFFLINE_NAMES = ("c4-train.00000-of-01024.json.gz", "c4-train.00000-of-01024.first1000.json.gz")
+WIKITEXT_TEST = "wikitext-2-raw/wiki.test.raw"
+WIKITEXT_TRAIN = "wikitext-2-raw/wiki.train.raw"
+MAX_DRAWS = 200_000
+NO_DATA_HINT = "pass --data_dir pointing at a directory laid out like ../shared/data"
+
+
+def c4_offline_file(data_dir: str | Path) -> Path:
+    folder = Path(data_dir) / "c4" / "en"
+    for name in C4_OFFLINE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise UserError(f"no C4 shard in {folder} (looked for {', '.join(C4_OFFLINE_NAMES)}); "
+                    f"{NO_DATA_HINT}")
+
+
+def required_file(data_dir: str | Path, relative: str) -> Path:
+    path = Path(data_dir) / relative
+    if not path.is_file():
+        raise UserError(f"missing data file {path}; {NO_DATA_HINT}")
+    return path
+
+
+def check_data_files(data_dir: str | None, calib_dataset: str | None, evaluate: bool) -> None:
+    """Fail before any heavy loading when an offline file we will need is missing."""
+    if data_dir is None:
+        return
+    if not Path(data_dir).is_dir():
+        raise UserError(f"--data_dir {data_dir}: no such directory; {NO_DATA_HINT}")
+    if calib_dataset == "c4":
+        c4_offline_file(data_dir)
+    elif calib_dataset == "wikitext2":
+        required_file(data_dir, WIKITEXT_TRAIN)
+    if evaluate:
+        required_file(data_dir, WIKITEXT_TEST)
+
+
+def _hub(what: str, loader):
+    try:
+        return loader()
+    except Exception as exc:  # noqa: BLE001 - offline machines fail in many ways
+        raise UserError(f"could not load {what} from the Hugging Face Hub "
+                        f"({type(exc).__name__}); {NO_DATA_HINT}") from exc
+
+
+def c4_documents(data_dir: str | None) -> list[str]:
+    if data_dir is not None:
+        with gzip.open(c4_offline_file(data_dir), "rt", encoding="utf-8") as f:
+            return [json.loads(line)["text"] for line in f if line.strip()]
+    from datasets import load_dataset
+
+    rows = _hub("C4", lambda: load_dataset("allenai/c4", data_files={"train": C4_SHARD},
+                                           split="train"))
+    return rows["text"]
+
+
+def wikitext_rows(raw_text: str) -> list[str]:
+    """Rows of the Hub's wikitext-2-raw-v1 split from the raw file: one row per line, a
+    whitespace-only line becomes "", any other keeps its trailing newline."""
+    lines = raw_text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return ["" if not line.strip() else line + "\n" for line in lines]
+
+
+def wikitext_split(split: str, data_dir: str | None) -> list[str]:
+    if data_dir is not None:
+        relative = WIKITEXT_TEST if split == "test" else WIKITEXT_TRAIN
+        return wikitext_rows(required_file(data_dir, relative).read_text(encoding="utf-8"))
+    from datasets import load_dataset
+
+    rows = _hub(f"WikiText-2 {split}", lambda: load_dataset(
+        "Salesforce/wikitext", "wikitext-2-raw-v1", split=split))
+    return rows["text"]
+
+
+def _token_ids(tokenizer, text: str) -> torch.Tensor:
+    return tokenizer(text, return_tensors="pt").input_ids[0]
+
+
+def c4_windows(documents: list[str], tokenizer, nsamples: int, seed: int,
+               seqlen: int) -> list[torch.Tensor]:
+    """Wanda's C4 sampler: draw random documents until one is longer than the window, then a
+    random window of it. The draws replay Wanda's (`random` seeded with `seed`)."""
+    rng = random.Random(seed)
+    cache: dict[int, torch.Tensor] = {}
+    windows = []
+    for _ in range(nsamples):
+        for _draw in range(MAX_DRAWS):
+            i = rng.randint(0, len(documents) - 1)
+            if i not in cache:
+                cache[i] = _token_ids(tokenizer, documents[i])
+            if cache[i].numel() > seqlen:
+                break
+        else:
+            raise UserError(f"no C4 document longer than --seqlen {seqlen} tokens was found in "
+                            f"{MAX_DRAWS} draws; lower --seqlen or use a larger C4 sample")
+        ids = cache[i]
+        start = rng.randint(0, ids.numel() - seqlen - 1)
+        windows.append(ids[start:start + seqlen].unsqueeze(0))
+    return windows
+
+
+def wikitext_windows(rows: list[str], tokenizer, nsamples: int, seed: int,
+                     seqlen: int) -> list[torch.Tensor]:
+    """Wanda's WikiText-2 sampler: random windows of the space-joined training split."""
+    ids = _token_ids(tokenizer, " ".join(rows))
+    if ids.numel() <= seqlen + 1:
+        raise UserError(f"the WikiText-2 training text is shorter than --seqlen {seqlen}")
+    rng = random.Random(seed)
+    windows = []
+    for _ in range(nsamples):
+        start = rng.randint(0, ids.numel() - seqlen - 1)
+        windows.append(ids[start:start + seqlen].unsqueeze(0))
+    return windows
+
+
+def calibration_windows(name: str, tokenizer, nsamples: int, seed: int, seqlen: int,
+                        data_dir: str | None) -> list[torch.Tensor]:
+    """`nsamples` token windows of shape [1, seqlen] for calibration."""
+    log.info("calibration: %d windows of %d tokens from %s (seed %d)", nsamples, seqlen, name, seed)
+    if name == "c4":
+        return c4_windows(c4_documents(data_dir), tokenizer, nsamples, seed, seqlen)
+    if name == "wikitext2":
+        return wikitext_windows(wikitext_split("train", data_dir), tokenizer, nsamples, seed,
+                                seqlen)
+    raise UserError(f"unknown --calib_dataset {name}; use c4 or wikitext2")
+
+
+def wikitext_test_ids(tokenizer, data_dir: str | None) -> torch.Tensor:
+    """The WikiText-2 test split as one token stream [1, N], joined as Wanda joins it."""
+    return tokenizer("\n\n".join(wikitext_split("test", data_dir)), return_tensors="pt").input_ids

@@ -1,0 +1,122 @@
+"""One run of the CLI: validate cheaply, load, prune, check, save, evaluate, record."""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+import torch
+
+from lib import data, models, results
+from lib.errors import UserError
+from lib.eval import perplexity
+from lib.methods import DENSE, METHODS, MethodOptions
+from lib.prune import prune_model, sparsity_by_block
+from lib.sparsity import Sparsity, parse_sparsity
+
+log = logging.getLogger(__name__)
+
+
+def default_save_dir(source: models.ModelSource, sparsity: Sparsity) -> str:
+    kind = sparsity.type_name.replace(":", "-")
+    return f"out/{source.short_name}/{kind}_{sparsity.ratio:g}"
+
+
+def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
+    if args.eval_zero_shot:
+        raise UserError("--eval_zero_shot is not available yet in this version; drop the flag")
+    if args.nsamples < 1:
+        raise UserError(f"--nsamples {args.nsamples}: need at least 1 calibration sample")
+    if args.seqlen is not None and args.seqlen < 2:
+        raise UserError(f"--seqlen {args.seqlen}: need at least 2 tokens per window")
+    if args.eval_windows is not None and args.eval_windows < 1:
+        raise UserError(f"--eval_windows {args.eval_windows}: need at least 1 window")
+    sparsity = parse_sparsity(args.sparsity_type, args.sparsity_ratio, args.use_variant)
+    method = args.prune_method or DENSE
+    if method != DENSE and method not in METHODS:
+        raise UserError(f"unknown --prune_method {method}; choose from "
+                        f"{', '.join([DENSE, *METHODS])}")
+    if method == DENSE and sparsity.ratio > 0:
+        raise UserError("--sparsity_ratio/--sparsity_type need a --prune_method "
+                        f"({', '.join(METHODS)})")
+    if method in METHODS and METHODS[method].scope != "row" and sparsity.variant:
+        raise UserError(f"--use_variant compares weights within rows; {method} does not, drop it")
+    return sparsity, method
+
+
+def _record_base(args, source, method, sparsity, seqlen, device, dtype) -> dict:
+    return {
+        "model": args.model, "method": method, "sparsity_type": sparsity.type_name,
+        "sparsity_ratio": sparsity.ratio, "use_variant": sparsity.variant,
+        "nsamples": args.nsamples, "seed": args.seed, "seqlen": seqlen,
+        "calib_dataset": args.calib_dataset, "eval_windows": args.eval_windows,
+        "dtype": str(dtype).removeprefix("torch."), "ppl_formula": args.ppl_formula,
+        "method_options": {}, "device": str(device), "data_dir": args.data_dir,
+        "model_source": source.kind, "status": "started",
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    sparsity, method_name = _validate(args)
+    source = models.resolve_model(args.model)
+    config = models.load_config(source, args.cache_dir)
+    models.check_architecture(config)
+    limit = getattr(config, "max_position_embeddings", None)
+    seqlen = args.seqlen or models.default_seqlen(config)
+    if limit is not None and seqlen > limit:
+        raise UserError(f"--seqlen {seqlen} is larger than the model's context of {limit} tokens")
+    device = models.resolve_device(args.device)
+    dtype = models.resolve_dtype(args.dtype, device)
+    prunes = method_name != DENSE and sparsity.ratio > 0
+    method = METHODS.get(method_name)
+    needs_calibration = prunes and method.statistic is not None
+    data.check_data_files(args.data_dir, args.calib_dataset if needs_calibration else None,
+                          evaluate=True)
+    save = args.save or default_save_dir(source, sparsity)
+    record = _record_base(args, source, method_name, sparsity, seqlen, device, dtype)
+    results.check_save_dir(save, method_name, results.config_of(record), args.overwrite)
+    log.info("model %s | method %s | sparsity %s %.4g | seqlen %d | nsamples %d | device %s | "
+             "dtype %s | save %s", args.model, method_name, sparsity.type_name, sparsity.ratio,
+             seqlen, args.nsamples, device, record["dtype"], save)
+
+    torch.manual_seed(args.seed)
+    tokenizer = models.load_tokenizer(source, args.cache_dir)
+    model = models.load_model(source, dtype, device, args.cache_dir)
+    record["versions"] = results.versions()
+
+    samples = None
+    if needs_calibration:
+        samples = data.calibration_windows(args.calib_dataset, tokenizer, args.nsamples,
+                                           args.seed, seqlen, args.data_dir)
+    results.reset_peak_memory(device)
+    start = time.perf_counter()
+    if prunes:
+        prune_model(model, method, sparsity, samples, MethodOptions())
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    record["prune_seconds"] = round(time.perf_counter() - start, 3)
+    record["peak_memory_bytes"] = results.peak_memory_bytes(device)
+
+    actual, per_block = sparsity_by_block(model)
+    for i, fraction in enumerate(per_block):
+        log.info("layer %d sparsity %.6f", i, fraction)
+    log.info("sparsity sanity check %.4f", actual)
+    record.update(actual_sparsity=actual, sparsity_per_layer=per_block, status="pruned")
+    results.write_results(save, method_name, record)
+    if args.save_model:
+        models.save_model(model, tokenizer, args.save_model)
+        log.info("saved pruned model to %s", args.save_model)
+
+    ids = data.wikitext_test_ids(tokenizer, args.data_dir)
+    if ids.shape[1] < seqlen:
+        raise UserError(f"the WikiText-2 test text has fewer than --seqlen {seqlen} tokens")
+    start = time.perf_counter()
+    result = perplexity(model, ids, seqlen, args.eval_windows, args.ppl_formula)
+    record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
+                  eval_tokens=result.predicted_tokens,
+                  eval_seconds=round(time.perf_counter() - start, 3), status="done")
+    print(f"wikitext perplexity {result.ppl}", flush=True)
+    results.write_wanda_log(save, method_name, actual, result.ppl)
+    path = results.write_results(save, method_name, record)
+    log.info("results written to %s", path)
+    return 0

@@ -1,0 +1,158 @@
+"""The one layer-by-layer pruning loop shared by every method.
+
+For each decoder block: hooks gather the method's statistic while the calibration samples run
+through the unpruned block, the method scores each linear's weights, the sparsity turns scores
+into masks, weights are zeroed, and the samples run again through the pruned block to become
+the next block's inputs (so later blocks calibrate on the pruned model, as in Wanda).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lib.layerwrapper import STATISTICS, InputStatsCollector
+from lib.methods import Method, MethodOptions
+from lib.models import decoder_layers, input_device, module_device
+from lib.sparsity import Sparsity
+
+log = logging.getLogger(__name__)
+
+CACHE_KWARGS = {"cache", "past_key_value", "past_key_values", "layer_past"}
+
+
+def find_linears(module: nn.Module) -> dict[str, nn.Linear]:
+    return {name: m for name, m in module.named_modules() if isinstance(m, nn.Linear)}
+
+
+class _Captured(Exception):
+    """Raised by the layer-0 hook to stop the forward once its inputs are stored."""
+
+
+def _without_cache(kwargs: dict) -> dict:
+    """Drop the KV cache the model passes its layers: replaying samples would append to it."""
+    from transformers.cache_utils import Cache
+
+    clean = {k: v for k, v in kwargs.items()
+             if k not in CACHE_KWARGS and not isinstance(v, Cache)}
+    if "use_cache" in clean:
+        clean["use_cache"] = False
+    return clean
+
+
+def _to_device(value, device: torch.device):
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device) for k, v in value.items()}
+    return value
+
+
+@torch.no_grad()
+def capture_block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+    """Run the samples up to the first block and keep exactly what the model passes it:
+    the hidden states of every sample, and the keyword arguments of the first (all samples
+    share shape, so positions, rotary embeddings and masks are the same)."""
+    first = decoder_layers(model)[0]
+    store: dict = {}
+
+    def hook(module, args, kwargs):
+        hidden = args[0] if args else kwargs.pop("hidden_states")
+        if "inps" not in store:
+            store["inps"] = torch.empty((len(samples), *hidden.shape[1:]), dtype=hidden.dtype,
+                                        device=hidden.device)
+            store["kwargs"] = _without_cache(kwargs)
+            store["extra_args"] = args[1:]
+        store["inps"][store["i"]] = hidden[0]
+        raise _Captured
+
+    handle = first.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        for i, ids in enumerate(samples):
+            store["i"] = i
+            try:
+                model(ids.to(input_device(model)), use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        handle.remove()
+    if store.get("extra_args"):
+        raise RuntimeError("the first block got extra positional arguments; cannot replay them")
+    return store["inps"], store["kwargs"]
+
+
+@torch.no_grad()
+def run_block(block: nn.Module, inps: torch.Tensor, kwargs: dict, outs: torch.Tensor,
+              after_sample=None) -> None:
+    for j in range(inps.shape[0]):
+        out = block(inps[j:j + 1], **kwargs)
+        outs[j] = (out[0] if isinstance(out, tuple) else out)[0]
+        if after_sample is not None:
+            after_sample()
+
+
+@torch.no_grad()
+def prune_linear(linear: nn.Linear, method: Method, stat, sparsity: Sparsity,
+                 opts: MethodOptions) -> None:
+    weight = linear.weight.data
+    score = method.score(weight.float(), stat, opts)
+    weight[sparsity.mask(score, method.scope)] = 0
+
+
+@dataclass
+class PruneRun:
+    layers: int
+    calibration_samples: int
+
+
+@torch.no_grad()
+def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
+                samples: list[torch.Tensor] | None, opts: MethodOptions) -> PruneRun:
+    """Prune every linear in every decoder block in place."""
+    blocks = decoder_layers(model)
+    if method.statistic is None:
+        for block in tqdm(blocks, desc=f"{method.name} blocks"):
+            for linear in find_linears(block).values():
+                prune_linear(linear, method, None, sparsity, opts)
+        return PruneRun(len(blocks), 0)
+    if not samples:
+        raise ValueError(f"{method.name} needs calibration samples")
+    inps, kwargs = capture_block_inputs(model, samples)
+    outs = torch.empty_like(inps)
+    factory = STATISTICS[method.statistic]
+    for block in tqdm(blocks, desc=f"{method.name} blocks"):
+        device = module_device(block)
+        if inps.device != device:
+            inps, outs = inps.to(device), outs.to(device)
+        block_kwargs = _to_device(kwargs, device)
+        linears = find_linears(block)
+        collector = InputStatsCollector(linears, factory)
+        try:
+            run_block(block, inps, block_kwargs, outs, collector.end_sample)
+        finally:
+            collector.remove()
+        for name, linear in linears.items():
+            prune_linear(linear, method, collector.stats[name], sparsity, opts)
+        del collector
+        run_block(block, inps, block_kwargs, outs)
+        inps, outs = outs, inps
+    return PruneRun(len(blocks), len(samples))
+
+
+def sparsity_by_block(model: nn.Module) -> tuple[float, list[float]]:
+    """Fraction of exact zeros in the pruned linears: overall and per block."""
+    zeros = total = 0
+    per_block = []
+    for block in decoder_layers(model):
+        bz = bt = 0
+        for linear in find_linears(block).values():
+            bz += int((linear.weight.data == 0).sum())
+            bt += linear.weight.numel()
+        per_block.append(bz / bt)
+        zeros, total = zeros + bz, total + bt
+    return zeros / total, per_block

@@ -1,0 +1,106 @@
+"""Results files (Wanda's log, a JSON record), run provenance and peak-memory measurement."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from lib.errors import UserError
+
+# Keys that define a configuration: a results file with other values is another experiment.
+CONFIG_KEYS = ("model", "method", "sparsity_type", "sparsity_ratio", "use_variant", "nsamples",
+               "seed", "seqlen", "calib_dataset", "eval_windows", "dtype", "ppl_formula",
+               "method_options")
+PACKAGES = ("torch", "transformers", "datasets", "accelerate", "numpy", "safetensors", "lm_eval")
+
+
+def results_path(save: str, method: str) -> Path:
+    return Path(save) / f"results_{method}.json"
+
+
+def config_of(record: dict) -> dict:
+    return {k: record.get(k) for k in CONFIG_KEYS}
+
+
+def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> None:
+    """Refuse to replace the results of a different configuration in the same directory."""
+    path = results_path(save, method)
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
+    if changed:
+        raise UserError(f"{path} holds results of a different configuration (differs in "
+                        f"{', '.join(changed)}); use another --save directory or pass --overwrite")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_results(save: str, method: str, record: dict) -> Path:
+    path = results_path(save, method)
+    _atomic_write(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def write_wanda_log(save: str, method: str, actual_sparsity: float, ppl: float) -> Path:
+    """Wanda's two tab-separated lines."""
+    path = Path(save) / f"log_{method}.txt"
+    _atomic_write(path, f"method\tactual_sparsity\tppl_test\n"
+                        f"{method}\t{actual_sparsity:.4f}\t{ppl:.4f}\n")
+    return path
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=Path(__file__).parent, timeout=5)
+        if commit.returncode == 0:
+            found["git_commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return found
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator counter, or Linux's peak RSS (clear_refs 5)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """CUDA max allocated on GPU; process peak RSS (VmHWM) on CPU."""
+    if device.type == "cuda":
+        return int(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())))
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

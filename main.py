@@ -1,0 +1,61 @@
+"""Wanda-compatible CLI: one-shot pruning of LLMs, with selectivity-aware methods."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from lib.errors import UserError
+from lib.eval import PPL_FORMULAS
+from lib.methods import method_names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", default="smollm2-135m",
+                   help="Hub id, local HF directory, .gguf file, or the alias smollm2-135m")
+    p.add_argument("--seed", type=int, default=0, help="seed for calibration data sampling")
+    p.add_argument("--nsamples", type=int, default=128, help="number of calibration samples")
+    p.add_argument("--sparsity_ratio", type=float, default=0, help="sparsity level")
+    p.add_argument("--sparsity_type", default="unstructured",
+                   help="unstructured, or N:M such as 2:4 or 4:8")
+    p.add_argument("--prune_method", choices=method_names(), default=None,
+                   help="pruning method (omit, or dense, to evaluate the dense model)")
+    p.add_argument("--cache_dir", default="llm_weights", help="Hugging Face download cache")
+    p.add_argument("--use_variant", action="store_true",
+                   help="Wanda's per-row cumulative-sum variant (unstructured only)")
+    p.add_argument("--save", default=None,
+                   help="directory for log_/results_ files (default out/<model>/<type>_<ratio>)")
+    p.add_argument("--save_model", default=None, help="directory to save the pruned model")
+    p.add_argument("--eval_zero_shot", action="store_true", help="zero-shot evaluation")
+    p.add_argument("--seqlen", type=int, default=None,
+                   help="calibration/evaluation window (default min(context, 4096))")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"],
+                   help="auto = float16 on CUDA, float32 on CPU")
+    p.add_argument("--data_dir", default=None,
+                   help="offline data root laid out like ../shared/data (default: the Hub)")
+    p.add_argument("--calib_dataset", default="c4", choices=["c4", "wikitext2"])
+    p.add_argument("--eval_windows", type=int, default=None,
+                   help="evaluate only the first N perplexity windows (default all)")
+    p.add_argument("--ppl_formula", default="exact", choices=PPL_FORMULAS,
+                   help="exact: total NLL / predicted tokens; wanda: the Wanda repo's formula")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace results of a different configuration in --save")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    args = build_parser().parse_args(argv)
+    try:
+        from lib.pipeline import run
+
+        return run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
