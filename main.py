@@ -10,8 +10,16 @@ from lib.eval import PPL_FORMULAS
 from lib.methods import method_names
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, but a bad flag ends with one `error:` line, like every other user error."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = OneLineErrorParser(description=__doc__)
     p.add_argument("--model", default="smollm2-135m",
                    help="Hub id, local HF directory, .gguf file, or the alias smollm2-135m")
     p.add_argument("--seed", type=int, default=0, help="seed for calibration data sampling")
@@ -19,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sparsity_ratio", type=float, default=0, help="sparsity level")
     p.add_argument("--sparsity_type", default="unstructured",
                    help="unstructured, or N:M such as 2:4 or 4:8")
-    p.add_argument("--prune_method", choices=method_names(), default=None,
-                   help="pruning method (omit, or dense, to evaluate the dense model)")
+    p.add_argument("--prune_method", default=None,
+                   help=f"one of {', '.join(method_names())} (omit, or dense, for the dense model)")
     p.add_argument("--cache_dir", default="llm_weights", help="Hugging Face download cache")
     p.add_argument("--use_variant", action="store_true",
                    help="Wanda's per-row cumulative-sum variant (unstructured only)")

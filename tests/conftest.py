@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tiny_models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = tiny_models.shared_data_dir()
+    if not (path / "wikitext-2-raw" / "wiki.test.raw").is_file():
+        pytest.fail(f"shared data not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer(data_dir):
+    text = (data_dir / "wikitext-2-raw" / "wiki.valid.raw").read_text(encoding="utf-8")[:200_000]
+    return tiny_models.train_tokenizer(text)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer) -> Path:
+    config = tiny_models.tiny_llama_config(len(tokenizer))
+    return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp("tiny_llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_opt_dir(tmp_path_factory, tokenizer) -> Path:
+    config = tiny_models.tiny_opt_config(len(tokenizer))
+    return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp("tiny_opt"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return tiny_models.smollm2_hf_dir()

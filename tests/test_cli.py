@@ -1,0 +1,145 @@
+"""The whole CLI, in process, on tiny random LLaMA (GQA) and OPT models."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+import main
+from lib.prune import find_linears
+
+FAST = ["--nsamples", "4", "--seqlen", "32", "--eval_windows", "3"]
+
+
+def run_cli(model_dir, save, data_dir, *extra) -> int:
+    return main.main(["--model", str(model_dir), "--data_dir", str(data_dir),
+                      "--save", str(save), *FAST, *extra])
+
+
+def load_results(save, method):
+    return json.loads((save / f"results_{method}.json").read_text())
+
+
+@pytest.mark.parametrize("family", ["llama", "opt"])
+@pytest.mark.parametrize("method", ["magnitude", "wanda"])
+@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
+def test_cli_prunes_exactly(family, method, kind, request, tmp_path, data_dir):
+    model_dir = request.getfixturevalue(f"tiny_{family}_dir")
+    rc = run_cli(model_dir, tmp_path, data_dir, "--prune_method", method,
+                 "--sparsity_ratio", "0.5", "--sparsity_type", kind)
+    assert rc == 0
+    res = load_results(tmp_path, method)
+    assert res["actual_sparsity"] == 0.5
+    assert all(f == 0.5 for f in res["sparsity_per_layer"])
+    assert res["status"] == "done" and math.isfinite(res["ppl_test"])
+    for key in ("model", "method", "sparsity_type", "sparsity_ratio", "actual_sparsity",
+                "ppl_test", "seqlen", "nsamples", "seed", "calib_dataset", "eval_windows",
+                "prune_seconds", "peak_memory_bytes", "device", "dtype", "versions"):
+        assert key in res
+    log = (tmp_path / f"log_{method}.txt").read_text().splitlines()
+    assert log[0] == "method\tactual_sparsity\tppl_test"
+    assert log[1].split("\t")[0] == method
+
+
+def test_variant_within_tolerance(tiny_llama_dir, tmp_path, data_dir):
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                   "--sparsity_ratio", "0.6", "--use_variant") == 0
+    res = load_results(tmp_path, "wanda")
+    assert abs(res["actual_sparsity"] - 0.6) <= 1e-3
+
+
+def test_save_model_round_trip(tiny_llama_dir, tmp_path, data_dir):
+    saved = tmp_path / "pruned"
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                   "--sparsity_ratio", "0.5", "--save_model", str(saved)) == 0
+    res = load_results(tmp_path, "wanda")
+    model = AutoModelForCausalLM.from_pretrained(saved)
+    linears = [lin for block in model.model.layers for lin in find_linears(block).values()]
+    zeros = sum(int((lin.weight == 0).sum()) for lin in linears)
+    assert zeros / sum(lin.weight.numel() for lin in linears) == res["actual_sparsity"]
+    # the saved model evaluates to the same perplexity as the pruned one in memory
+    assert main.main(["--model", str(saved), "--data_dir", str(data_dir), "--save",
+                      str(tmp_path / "reload"), *FAST]) == 0
+    assert math.isclose(load_results(tmp_path / "reload", "dense")["ppl_test"], res["ppl_test"],
+                        rel_tol=1e-5)
+
+
+def test_dense_run_and_ppl_formula(tiny_opt_dir, tmp_path, data_dir):
+    assert run_cli(tiny_opt_dir, tmp_path / "a", data_dir) == 0
+    assert run_cli(tiny_opt_dir, tmp_path / "b", data_dir, "--ppl_formula", "wanda") == 0
+    a, b = load_results(tmp_path / "a", "dense"), load_results(tmp_path / "b", "dense")
+    assert a["actual_sparsity"] == 0 and math.isclose(a["ppl_test"], b["ppl_test"], rel_tol=1e-4)
+
+
+def error_line(capsys) -> str:
+    """The run's stderr ends with exactly one `error:` line (library warnings may precede)."""
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and err[-1] == errors[0], err
+    return errors[0]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--prune_method", "nonsense"], "unknown --prune_method"),
+    (["--prune_method", "wanda", "--sparsity_ratio", "1.0"], "outside [0, 1)"),
+    (["--prune_method", "wanda", "--sparsity_ratio", "-0.5"], "outside [0, 1)"),
+    (["--prune_method", "wanda", "--sparsity_type", "5:4"], "0 < N < M"),
+    (["--prune_method", "wanda", "--sparsity_type", "0:4"], "0 < N < M"),
+    (["--prune_method", "wanda", "--sparsity_type", "2:4", "--sparsity_ratio", "0.3"],
+     "conflicts"),
+    (["--prune_method", "wanda", "--nsamples", "0"], "--nsamples"),
+    (["--prune_method", "magnitude", "--sparsity_ratio", "0.5", "--use_variant"], "variant"),
+    (["--eval_zero_shot"], "not available yet"),
+    (["--dtype", "float8"], "invalid choice"),
+])
+def test_bad_flags_one_line(args, needle, tiny_llama_dir, tmp_path, data_dir, capsys):
+    with pytest.raises(SystemExit) if "--dtype" in args else _no_raise():
+        rc = main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir),
+                        "--save", str(tmp_path), *args])
+        assert rc == 2
+    assert needle in error_line(capsys)
+
+
+class _no_raise:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_bad_paths_and_context(tiny_llama_dir, tmp_path, data_dir, capsys):
+    assert main.main(["--model", str(tmp_path / "missing"), "--data_dir", str(data_dir)]) == 2
+    assert "no such model" in error_line(capsys)
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(tmp_path)]) == 2
+    assert "wiki.test.raw" in error_line(capsys)
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir),
+                      "--seqlen", "512"]) == 2
+    assert "context of 256" in error_line(capsys)
+
+
+def test_unsupported_architecture(tmp_path, tokenizer, data_dir, capsys):
+    from transformers import GPT2Config
+
+    import tiny_models
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)
+    tiny_models.save_tiny_model(config, tokenizer, tmp_path / "gpt2")
+    assert main.main(["--model", str(tmp_path / "gpt2"), "--data_dir", str(data_dir)]) == 2
+    assert "unsupported architecture GPT2LMHeadModel" in error_line(capsys)
+
+
+def test_other_configuration_not_replaced(tiny_llama_dir, tmp_path, data_dir, capsys):
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                   "--sparsity_ratio", "0.5") == 0
+    first = load_results(tmp_path, "wanda")
+    rc = run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                 "--sparsity_ratio", "0.5", "--seed", "1")
+    assert rc == 2 and "different configuration" in error_line(capsys)
+    assert load_results(tmp_path, "wanda") == first
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                   "--sparsity_ratio", "0.5", "--seed", "1", "--overwrite") == 0
+    assert load_results(tmp_path, "wanda")["seed"] == 1

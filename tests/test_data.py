@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from lib import data
+from lib.errors import UserError
+
+WIKITEXT_TEST_JOINED_SHA256 = "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83"
+
+
+def test_wikitext_rows_reproduce_hub_join(data_dir):
+    rows = data.wikitext_split("test", str(data_dir))
+    assert len(rows) == 4358 and sum(1 for r in rows if r) == 2891
+    joined = "\n\n".join(rows).encode("utf-8")
+    assert hashlib.sha256(joined).hexdigest() == WIKITEXT_TEST_JOINED_SHA256
+
+
+def test_c4_windows_follow_wanda_sampling(data_dir, tokenizer):
+    docs = data.c4_documents(str(data_dir))
+    assert len(docs) == 1000
+    a = data.c4_windows(docs, tokenizer, 6, seed=3, seqlen=64)
+    b = data.c4_windows(docs, tokenizer, 6, seed=3, seqlen=64)
+    c = data.c4_windows(docs, tokenizer, 6, seed=4, seqlen=64)
+    assert all(w.shape == (1, 64) for w in a)
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert any((x != y).any() for x, y in zip(a, c))
+    # every window is a contiguous slice of a document longer than the window
+    tokenized = [tokenizer(d, return_tensors="pt").input_ids[0] for d in docs[:]]
+    for w in a[:2]:
+        hits = [ids for ids in tokenized if ids.numel() > 64 and any(
+            (ids[s:s + 64] == w[0]).all() for s in range(ids.numel() - 64))]
+        assert hits
+
+
+def test_c4_without_long_documents_is_a_user_error(tokenizer):
+    with pytest.raises(UserError, match="seqlen"):
+        data.c4_windows(["short text"] * 3, tokenizer, 1, seed=0, seqlen=64)
+
+
+def test_hub_failure_says_pass_data_dir(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match="--data_dir"):
+        data.wikitext_split("test", None)
+    with pytest.raises(UserError, match="--data_dir"):
+        data.c4_documents(None)
+
+
+def test_missing_offline_files_named(tmp_path):
+    with pytest.raises(UserError, match="wiki.test.raw"):
+        data.check_data_files(str(tmp_path), None, evaluate=True)
+    with pytest.raises(UserError, match="c4"):
+        data.check_data_files(str(tmp_path), "c4", evaluate=False)

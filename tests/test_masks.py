@@ -1,0 +1,83 @@
+"""Mask builders against brute-force loops over small tensors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lib import masks
+
+
+def brute_row(score, ratio):
+    rows, cols = score.shape
+    k = int(cols * ratio)
+    out = torch.zeros(rows, cols, dtype=torch.bool)
+    for r in range(rows):
+        order = sorted(range(cols), key=lambda c: score[r, c].item())
+        for c in order[:k]:
+            out[r, c] = True
+    return out
+
+
+def brute_nm(score, n, m):
+    rows, cols = score.shape
+    out = torch.zeros(rows, cols, dtype=torch.bool)
+    for r in range(rows):
+        for g in range(0, cols, m):
+            group = sorted(range(g, g + m), key=lambda c: score[r, c].item())
+            for c in group[: m - n]:
+                out[r, c] = True
+    return out
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.3, 0.5, 0.9])
+def test_row_mask_matches_brute_force(ratio):
+    score = torch.rand(7, 24, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(masks.row_mask(score, ratio), brute_row(score, ratio))
+
+
+def test_matrix_mask_matches_brute_force():
+    score = torch.rand(6, 10, generator=torch.Generator().manual_seed(2))
+    k = int(score.numel() * 0.45)
+    threshold = sorted(score.flatten().tolist())[k - 1]
+    expected = score <= threshold
+    assert torch.equal(masks.matrix_mask(score, 0.45), expected)
+    assert masks.matrix_mask(score, 0.45).sum() == k
+
+
+@pytest.mark.parametrize("n,m", [(2, 4), (4, 8), (1, 4), (3, 4)])
+def test_nm_mask_matches_brute_force(n, m):
+    score = torch.rand(5, 16, generator=torch.Generator().manual_seed(3))
+    mask = masks.nm_mask(score, n, m)
+    assert torch.equal(mask, brute_nm(score, n, m))
+    kept_per_group = (~mask).reshape(5, 16 // m, m).sum(-1)
+    assert torch.all(kept_per_group == n)
+
+
+def test_masks_exact_counts_under_ties():
+    score = torch.ones(4, 8)
+    assert masks.row_mask(score, 0.5).sum(1).tolist() == [4, 4, 4, 4]
+    assert masks.matrix_mask(score, 0.25).sum() == 8
+    assert torch.all(masks.nm_mask(score, 2, 4).reshape(4, 2, 4).sum(-1) == 2)
+
+
+def test_nm_mask_rejects_indivisible_columns():
+    with pytest.raises(ValueError):
+        masks.nm_mask(torch.rand(2, 6), 2, 4)
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.5, 0.7])
+def test_variant_mask_hits_target_and_prunes_prefixes(ratio):
+    gen = torch.Generator().manual_seed(4)
+    score = torch.rand(64, 96, generator=gen) ** 3 * torch.rand(64, 1, generator=gen)
+    mask, alpha = masks.variant_mask(score, ratio)
+    assert abs(mask.float().mean().item() - ratio) <= 1e-3
+    for r in range(score.shape[0]):
+        row = score[r].double()
+        ordered = sorted(range(row.numel()), key=lambda c: row[c].item())
+        running, expected = 0.0, set()
+        for c in ordered:
+            running += row[c].item()
+            if running > alpha * row.sum().item():
+                break
+            expected.add(c)
+        assert set(torch.nonzero(mask[r]).flatten().tolist()) == expected
