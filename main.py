@@ -48,6 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only the first N perplexity windows (default all)")
     p.add_argument("--ppl_formula", default="exact", choices=PPL_FORMULAS,
                    help="exact: total NLL / predicted tokens; wanda: the Wanda repo's formula")
+    sel = p.add_argument_group("selectivity (wanda_idf, wanda_spiky, wanda_select)")
+    sel.add_argument("--activity_quantile", type=float, default=0.6,
+                     help="q: a channel is active on a token where |x| exceeds the q-quantile "
+                          "of all |x| of the layer input")
+    sel.add_argument("--spike_top_frac", type=float, default=0.1,
+                     help="f: spikiness = mean of a channel's top f share of |x| / its mean |x|")
+    sel.add_argument("--idf_offset", type=float, default=0.0,
+                     help="added to idf = log((T+1)/(n+1)); 1 = smooth idf")
+    sel.add_argument("--idf_power", type=float, default=1.0, help="alpha: idf exponent")
+    sel.add_argument("--spiky_power", type=float, default=1.0, help="beta: spikiness exponent")
+    sel.add_argument("--selectivity_floor", type=float, default=0.0,
+                     help=">0: the selectivity factor, divided by its median over channels, "
+                          "never goes below this")
+    sel.add_argument("--selectivity_stats", default="histogram", choices=["histogram", "exact"],
+                     help="histogram: bounded memory; exact: stores activations")
+    sel.add_argument("--save_stats", default=None,
+                     help="write every pruned linear's input statistics to this .safetensors")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results of a different configuration in --save")
     return p

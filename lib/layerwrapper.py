@@ -6,10 +6,14 @@ same tensor (q/k/v, gate/up) share one statistic object: see InputStatsCollector
 """
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+
+from lib.loghist import LogHistogram
 
 
 class WrappedGPT:
@@ -42,8 +46,101 @@ class WrappedGPT:
         return (self.scaler_row * self.nsamples).sqrt()
 
 
+@dataclass(frozen=True)
+class Selectivity:
+    """Per-input-channel statistics of one layer input (see SELECTIVITY.md for definitions)."""
+
+    norm: torch.Tensor  # ||X[:, j]||_2 over all tokens
+    active_frac: torch.Tensor  # share of tokens with |x| > threshold
+    spikiness: torch.Tensor  # mean of the top f share of |x| / mean |x|
+    threshold: float  # q-quantile of all |x| entries of this input
+    tokens: int
+
+    def idf(self, offset: float) -> torch.Tensor:
+        """log((T + 1) / (n_j + 1)) + offset: Laplace-smoothed inverse document frequency."""
+        n = self.active_frac * self.tokens
+        return torch.log((self.tokens + 1) / (n + 1)) + offset
+
+
+def _spikiness(top_mean: torch.Tensor, total: torch.Tensor, tokens: int) -> torch.Tensor:
+    mean = total / tokens
+    return torch.where(mean > 0, top_mean / mean.clamp_min(1e-300), torch.ones_like(mean))
+
+
+class SelectivityWrappedGPT(WrappedGPT):
+    """Wanda's norm plus activity and spikiness of every input channel, in one pass and in
+    memory independent of the number of tokens (a per-channel log histogram of |x|)."""
+
+    def __init__(self, columns: int, device: torch.device):
+        super().__init__(columns, device)
+        self.hist = LogHistogram(columns, device)
+        self._cache: dict[tuple[float, float], Selectivity] = {}
+
+    def add_batch(self, inp: torch.Tensor) -> None:
+        super().add_batch(inp)
+        self.hist.add(inp.reshape(-1, inp.shape[-1]).float().abs())
+        self._cache.clear()
+
+    def selectivity(self, quantile: float, top_frac: float) -> Selectivity:
+        key = (quantile, top_frac)
+        if key not in self._cache:
+            self._cache[key] = self._read(quantile, top_frac)
+        return self._cache[key]
+
+    def _read(self, quantile: float, top_frac: float) -> Selectivity:
+        tokens = self.hist.tokens
+        threshold = self.hist.quantile_all(quantile)
+        active = self.hist.count_above(threshold) / tokens
+        top = self.hist.top_mean(math.ceil(top_frac * tokens))
+        return Selectivity(self.total_norm(), active.float(),
+                           _spikiness(top, self.hist.total, tokens).float(), threshold, tokens)
+
+
+class ExactSelectivityWrappedGPT(WrappedGPT):
+    """The same statistics computed exactly from stored activations (validation, small models:
+    memory grows with tokens x channels)."""
+
+    def __init__(self, columns: int, device: torch.device):
+        super().__init__(columns, device)
+        self.chunks: list[torch.Tensor] = []
+        self._cache: dict[tuple[float, float], Selectivity] = {}
+
+    def add_batch(self, inp: torch.Tensor) -> None:
+        super().add_batch(inp)
+        self.chunks.append(inp.reshape(-1, inp.shape[-1]).float().abs())
+        self._cache.clear()
+
+    def selectivity(self, quantile: float, top_frac: float) -> Selectivity:
+        key = (quantile, top_frac)
+        if key not in self._cache:
+            self._cache[key] = self._compute(quantile, top_frac)
+        return self._cache[key]
+
+    def _compute(self, quantile: float, top_frac: float) -> Selectivity:
+        a = torch.cat(self.chunks)
+        tokens = a.shape[0]
+        threshold = exact_quantile(a.reshape(-1), quantile)
+        active = (a > threshold).sum(dim=0).double() / tokens
+        k = math.ceil(top_frac * tokens)
+        top = torch.topk(a, k, dim=0).values.double().mean(dim=0)
+        spiky = _spikiness(top, a.double().sum(dim=0), tokens)
+        return Selectivity(self.total_norm(), active.float(), spiky.float(), threshold, tokens)
+
+
+def exact_quantile(values: torch.Tensor, q: float) -> float:
+    """numpy's 'linear' quantile via kthvalue (torch.quantile caps its input size)."""
+    n = values.numel()
+    pos = q * (n - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    v_lo = float(torch.kthvalue(values.cpu(), lo + 1).values)
+    v_hi = float(torch.kthvalue(values.cpu(), hi + 1).values) if hi != lo else v_lo
+    return v_lo + (pos - lo) * (v_hi - v_lo)
+
+
 STATISTICS: dict[str, Callable[[int, torch.device], object]] = {
     "norm": WrappedGPT,
+    "selectivity": SelectivityWrappedGPT,
+    "selectivity_exact": ExactSelectivityWrappedGPT,
 }
 
 

@@ -5,7 +5,7 @@ the layer loop in lib/prune.py serves all of them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -17,7 +17,16 @@ ScoreFn = Callable[[torch.Tensor, Any, "MethodOptions"], torch.Tensor]
 class MethodOptions:
     """Hyperparameters that score functions may read (filled from the CLI)."""
 
-    extra: dict[str, Any] = field(default_factory=dict)
+    activity_quantile: float = 0.6  # q: a channel is active where |x| > the q-quantile of |X|
+    spike_top_frac: float = 0.1  # f: spikiness = mean of the top f share of |x_j| / mean |x_j|
+    idf_offset: float = 0.0  # added to idf; 1 = sklearn's smooth idf
+    idf_power: float = 1.0  # alpha
+    spiky_power: float = 1.0  # beta
+    selectivity_floor: float = 0.0  # >0: factor / median(factor) never below this
+    selectivity_stats: str = "histogram"  # or "exact" (stores activations)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -37,9 +46,37 @@ def wanda_score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> torch.T
     return weight.abs() * stat.column_norm().reshape(1, -1)
 
 
+def selectivity_factor(sel: Any, opts: MethodOptions, use_idf: bool,
+                       use_spikiness: bool) -> torch.Tensor:
+    """Per-input-channel multiplier idf^alpha * spikiness^beta, optionally floored."""
+    factor = torch.ones_like(sel.norm)
+    if use_idf:
+        factor = factor * sel.idf(opts.idf_offset).clamp_min(0) ** opts.idf_power
+    if use_spikiness:
+        factor = factor * sel.spikiness ** opts.spiky_power
+    if opts.selectivity_floor > 0:
+        # relative to the median channel, so the floor means the same for every layer
+        factor = torch.clamp_min(factor / factor.median().clamp_min(1e-30), opts.selectivity_floor)
+    return factor
+
+
+def _selectivity_score(use_idf: bool, use_spikiness: bool) -> ScoreFn:
+    def score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> torch.Tensor:
+        sel = stat.selectivity(opts.activity_quantile, opts.spike_top_frac)
+        factor = selectivity_factor(sel, opts, use_idf, use_spikiness)
+        return weight.abs() * (sel.norm * factor).reshape(1, -1)
+    return score
+
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("magnitude", magnitude_score, None, "matrix", "|W|, one threshold per matrix"),
     Method("wanda", wanda_score, "norm", "row", "|W_ij| * ||X_j||, per output row"),
+    Method("wanda_idf", _selectivity_score(True, False), "selectivity", "row",
+           "|W_ij| * ||X_j|| * idf_j^alpha"),
+    Method("wanda_spiky", _selectivity_score(False, True), "selectivity", "row",
+           "|W_ij| * ||X_j|| * spikiness_j^beta"),
+    Method("wanda_select", _selectivity_score(True, True), "selectivity", "row",
+           "|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta"),
 )}
 
 DENSE = "dense"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 
 import torch
@@ -20,6 +21,24 @@ log = logging.getLogger(__name__)
 def default_save_dir(source: models.ModelSource, sparsity: Sparsity) -> str:
     kind = sparsity.type_name.replace(":", "-")
     return f"out/{source.short_name}/{kind}_{sparsity.ratio:g}"
+
+
+def method_options(args: argparse.Namespace) -> MethodOptions:
+    checks = [
+        (0 < args.activity_quantile < 1, f"--activity_quantile {args.activity_quantile} must be "
+                                         "in (0, 1)"),
+        (0 < args.spike_top_frac <= 1, f"--spike_top_frac {args.spike_top_frac} must be in (0, 1]"),
+        (args.idf_offset >= 0, f"--idf_offset {args.idf_offset} must be >= 0"),
+        (args.idf_power >= 0, f"--idf_power {args.idf_power} must be >= 0"),
+        (args.spiky_power >= 0, f"--spiky_power {args.spiky_power} must be >= 0"),
+        (args.selectivity_floor >= 0, f"--selectivity_floor {args.selectivity_floor} must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return MethodOptions(args.activity_quantile, args.spike_top_frac, args.idf_offset,
+                         args.idf_power, args.spiky_power, args.selectivity_floor,
+                         args.selectivity_stats)
 
 
 def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
@@ -41,23 +60,37 @@ def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
                         f"({', '.join(METHODS)})")
     if method in METHODS and METHODS[method].scope != "row" and sparsity.variant:
         raise UserError(f"--use_variant compares weights within rows; {method} does not, drop it")
+    if args.save_stats and (method not in METHODS or METHODS[method].statistic is None
+                            or sparsity.ratio == 0):
+        raise UserError("--save_stats needs a pruning method that gathers statistics "
+                        "(wanda or a selectivity method) and a sparsity above 0")
     return sparsity, method
 
 
-def _record_base(args, source, method, sparsity, seqlen, device, dtype) -> dict:
+def _record_base(args, source, method, sparsity, seqlen, device, dtype, opts) -> dict:
+    uses_selectivity = method in METHODS and METHODS[method].statistic == "selectivity"
     return {
         "model": args.model, "method": method, "sparsity_type": sparsity.type_name,
         "sparsity_ratio": sparsity.ratio, "use_variant": sparsity.variant,
         "nsamples": args.nsamples, "seed": args.seed, "seqlen": seqlen,
         "calib_dataset": args.calib_dataset, "eval_windows": args.eval_windows,
         "dtype": str(dtype).removeprefix("torch."), "ppl_formula": args.ppl_formula,
-        "method_options": {}, "device": str(device), "data_dir": args.data_dir,
+        "method_options": opts.as_dict() if uses_selectivity else {}, "device": str(device), "data_dir": args.data_dir,
         "model_source": source.kind, "status": "started",
     }
 
 
+def save_stats(stats: dict[str, torch.Tensor], path: str) -> None:
+    from safetensors.torch import save_file
+
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    save_file(stats, path)
+
+
 def run(args: argparse.Namespace) -> int:
     sparsity, method_name = _validate(args)
+    opts = method_options(args)
     source = models.resolve_model(args.model)
     config = models.load_config(source, args.cache_dir)
     models.check_architecture(config)
@@ -73,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     data.check_data_files(args.data_dir, args.calib_dataset if needs_calibration else None,
                           evaluate=True)
     save = args.save or default_save_dir(source, sparsity)
-    record = _record_base(args, source, method_name, sparsity, seqlen, device, dtype)
+    record = _record_base(args, source, method_name, sparsity, seqlen, device, dtype, opts)
     results.check_save_dir(save, method_name, results.config_of(record), args.overwrite)
     log.info("model %s | method %s | sparsity %s %.4g | seqlen %d | nsamples %d | device %s | "
              "dtype %s | save %s", args.model, method_name, sparsity.type_name, sparsity.ratio,
@@ -90,8 +123,9 @@ def run(args: argparse.Namespace) -> int:
                                            args.seed, seqlen, args.data_dir)
     results.reset_peak_memory(device)
     start = time.perf_counter()
+    stats = {} if args.save_stats else None
     if prunes:
-        prune_model(model, method, sparsity, samples, MethodOptions())
+        prune_model(model, method, sparsity, samples, opts, stats)
     if device.type == "cuda":
         torch.cuda.synchronize()
     record["prune_seconds"] = round(time.perf_counter() - start, 3)
@@ -103,6 +137,9 @@ def run(args: argparse.Namespace) -> int:
     log.info("sparsity sanity check %.4f", actual)
     record.update(actual_sparsity=actual, sparsity_per_layer=per_block, status="pruned")
     results.write_results(save, method_name, record)
+    if stats is not None:
+        save_stats(stats, args.save_stats)
+        log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
     if args.save_model:
         models.save_model(model, tokenizer, args.save_model)
         log.info("saved pruned model to %s", args.save_model)

@@ -110,10 +110,41 @@ class PruneRun:
     calibration_samples: int
 
 
+def statistic_factory(method: Method, opts: MethodOptions, want_selectivity: bool):
+    """The statistic class gathered on each linear's input. Selectivity statistics are a
+    superset of Wanda's norm, so --save_stats upgrades any norm-based method to them."""
+    key = method.statistic
+    if key == "norm" and want_selectivity:
+        key = "selectivity"
+    if key == "selectivity" and opts.selectivity_stats == "exact":
+        key = "selectivity_exact"
+    return STATISTICS[key]
+
+
+def layer_stats_tensors(name: str, stat, opts: MethodOptions) -> dict[str, torch.Tensor]:
+    """What --save_stats writes for one pruned linear."""
+    sel = stat.selectivity(opts.activity_quantile, opts.spike_top_frac)
+    f32 = dict(dtype=torch.float32, device="cpu")
+    return {
+        f"{name}.norm": sel.norm.to(**f32).clone(),
+        f"{name}.active_frac": sel.active_frac.to(**f32).clone(),
+        f"{name}.idf": sel.idf(opts.idf_offset).to(**f32).clone(),
+        f"{name}.spikiness": sel.spikiness.to(**f32).clone(),
+        f"{name}.threshold": torch.tensor(sel.threshold, **f32),
+        f"{name}.tokens": torch.tensor(float(sel.tokens), **f32),
+    }
+
+
+def _blocks_prefix(model: nn.Module, blocks: nn.ModuleList) -> str:
+    return next(name for name, module in model.named_modules() if module is blocks)
+
+
 @torch.no_grad()
 def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
-                samples: list[torch.Tensor] | None, opts: MethodOptions) -> PruneRun:
-    """Prune every linear in every decoder block in place."""
+                samples: list[torch.Tensor] | None, opts: MethodOptions,
+                stats_out: dict[str, torch.Tensor] | None = None) -> PruneRun:
+    """Prune every linear in every decoder block in place. With `stats_out`, also fill it
+    with every pruned linear's input statistics (see layer_stats_tensors)."""
     blocks = decoder_layers(model)
     if method.statistic is None:
         for block in tqdm(blocks, desc=f"{method.name} blocks"):
@@ -124,8 +155,9 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
         raise ValueError(f"{method.name} needs calibration samples")
     inps, kwargs = capture_block_inputs(model, samples)
     outs = torch.empty_like(inps)
-    factory = STATISTICS[method.statistic]
-    for block in tqdm(blocks, desc=f"{method.name} blocks"):
+    factory = statistic_factory(method, opts, stats_out is not None)
+    prefix = _blocks_prefix(model, blocks)
+    for index, block in enumerate(tqdm(blocks, desc=f"{method.name} blocks")):
         device = module_device(block)
         if inps.device != device:
             inps, outs = inps.to(device), outs.to(device)
@@ -138,6 +170,9 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
             collector.remove()
         for name, linear in linears.items():
             prune_linear(linear, method, collector.stats[name], sparsity, opts)
+            if stats_out is not None:
+                stats_out.update(layer_stats_tensors(f"{prefix}.{index}.{name}",
+                                                     collector.stats[name], opts))
         del collector
         run_block(block, inps, block_kwargs, outs)
         inps, outs = outs, inps
