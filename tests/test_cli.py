@@ -143,3 +143,46 @@ def test_other_configuration_not_replaced(tiny_llama_dir, tmp_path, data_dir, ca
     assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
                    "--sparsity_ratio", "0.5", "--seed", "1", "--overwrite") == 0
     assert load_results(tmp_path, "wanda")["seed"] == 1
+
+
+@pytest.mark.parametrize("method", ["wanda_idf", "wanda_spiky", "wanda_select"])
+@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8", "variant"])
+def test_selectivity_methods_cli(method, kind, tiny_llama_dir, tmp_path, data_dir):
+    flags = ["--use_variant"] if kind == "variant" else ["--sparsity_type", kind]
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", method,
+                   "--sparsity_ratio", "0.5", "--idf_offset", "1", *flags) == 0
+    res = load_results(tmp_path, method)
+    if kind == "variant":
+        assert abs(res["actual_sparsity"] - 0.5) <= 1e-3
+    else:
+        assert res["actual_sparsity"] == 0.5
+    assert res["method_options"]["idf_offset"] == 1.0 and math.isfinite(res["ppl_test"])
+
+
+def test_save_stats_round_trip(tiny_llama_dir, tmp_path, data_dir):
+    from safetensors.torch import load_file
+
+    path = tmp_path / "stats.safetensors"
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
+                   "--sparsity_ratio", "0.5", "--save_stats", str(path), "--idf_offset", "0.5") == 0
+    stats = load_file(path)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and ".layers." in n]
+    assert len(names) == 14
+    for name in names:
+        columns = dict(model.named_modules())[name].in_features
+        for field in ("norm", "active_frac", "idf", "spikiness"):
+            assert stats[f"{name}.{field}"].shape == (columns,)
+            assert stats[f"{name}.{field}"].dtype == torch.float32
+        assert stats[f"{name}.threshold"].dim() == 0 and stats[f"{name}.tokens"].item() == 4 * 32
+        n = stats[f"{name}.active_frac"] * 128
+        assert torch.allclose(stats[f"{name}.idf"], torch.log(129 / (n + 1)) + 0.5, atol=1e-5)
+    assert torch.equal(stats["model.layers.0.self_attn.q_proj.norm"],
+                       stats["model.layers.0.self_attn.v_proj.norm"])
+
+
+def test_save_stats_needs_statistics(tiny_llama_dir, tmp_path, data_dir, capsys):
+    assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "magnitude",
+                   "--sparsity_ratio", "0.5", "--save_stats", str(tmp_path / "s.st")) == 2
+    assert "--save_stats" in error_line(capsys)

@@ -39,3 +39,42 @@ def test_dense_beats_wanda_beats_magnitude(smollm2_dir, tmp_path, data_dir):
         for name in lin_p:
             expected = masks.matrix_mask(lin_o[name].weight.abs(), 0.5)
             assert torch.equal(lin_p[name].weight == 0, expected), name
+
+
+def test_histogram_statistics_on_real_activations(smollm2_dir, data_dir):
+    """Bounded-memory statistics vs the exact definitions on SmolLM2 layers 0, 15 and 29."""
+    from lib import data
+    from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
+    from transformers import AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    windows = data.c4_windows(data.c4_documents(str(data_dir)), tokenizer, 4, seed=0, seqlen=256)
+    pairs, handles = {}, []
+    for i in (0, 15, 29):
+        for name in ("self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"):
+            linear = dict(model.model.layers[i].named_modules())[name]
+            pair = (SelectivityWrappedGPT(linear.in_features, torch.device("cpu")),
+                    ExactSelectivityWrappedGPT(linear.in_features, torch.device("cpu")))
+            pairs[f"{i}.{name}"] = pair
+            handles.append(linear.register_forward_hook(
+                lambda m, args, out, pair=pair: _feed(pair, args[0])))
+    with torch.no_grad():
+        for ids in windows:
+            model(ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    for key, (hist, exact) in pairs.items():
+        h, e = hist.selectivity(0.6, 0.1), exact.selectivity(0.6, 0.1)
+        assert abs(h.threshold - e.threshold) <= 0.01 * e.threshold, key
+        # Block 0's attention input repeats exactly for every repeated token id, so tied mass
+        # can sit inside the histogram bin holding the threshold; the uniform-within-bin reading
+        # then misses by up to that mass (measured 0.007-0.014). Known gap, see SELECTIVITY notes.
+        bound = 0.02 if key == "0.self_attn.q_proj" else 0.01
+        assert (h.active_frac - e.active_frac).abs().max() <= bound, key
+        assert ((h.spikiness - e.spikiness).abs() / e.spikiness).max() <= 0.02, key
+
+
+def _feed(stats, x) -> None:
+    for stat in stats:
+        stat.add_batch(x)

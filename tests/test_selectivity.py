@@ -1,0 +1,137 @@
+"""Selectivity statistics: streaming histogram vs exact definitions; scores vs direct formulas."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT, exact_quantile
+from lib.methods import METHODS, MethodOptions
+
+
+def planted_batches(seed=0, samples=6, tokens=400, columns=48):
+    """Random activations with planted always-on, never-on, all-zero and spiky channels."""
+    gen = torch.Generator().manual_seed(seed)
+    scale = torch.exp(torch.randn(columns, generator=gen))
+    for _ in range(samples):
+        x = torch.randn(1, tokens, columns, generator=gen) * scale
+        x[..., 0] = 0.0                                              # all zero
+        x[..., 1] = 40 + torch.rand(1, tokens, generator=gen)          # always on, massive
+        x[..., 2] = 1e-3 * torch.randn(1, tokens, generator=gen)       # never on
+        spikes = torch.rand(1, tokens, generator=gen) < 0.03
+        x[..., 3] = torch.where(spikes, 25.0, 0.01)                    # spiky
+        yield x
+
+
+def brute_force(batches, q, f):
+    """The definitions, literally, with numpy-style quantile and explicit sorting."""
+    a = torch.cat([b.reshape(-1, b.shape[-1]) for b in batches]).double().abs()
+    tokens, columns = a.shape
+    flat = a.flatten().sort().values
+    pos = q * (flat.numel() - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    tau = float(flat[lo] + (pos - lo) * (flat[hi] - flat[lo]))
+    n = torch.tensor([sum(1 for t in range(tokens) if a[t, j] > tau) for j in range(columns)],
+                     dtype=torch.float64)
+    k = math.ceil(f * tokens)
+    spiky = []
+    for j in range(columns):
+        col = sorted(a[:, j].tolist(), reverse=True)
+        mean = sum(col) / tokens
+        spiky.append(1.0 if mean == 0 else (sum(col[:k]) / k) / mean)
+    norm = a.pow(2).sum(0).sqrt()
+    return tau, n / tokens, torch.tensor(spiky, dtype=torch.float64), norm, tokens
+
+
+@pytest.mark.parametrize("q,f", [(0.6, 0.1), (0.9, 0.05), (0.3, 0.25)])
+def test_exact_mode_matches_definitions(q, f):
+    batches = list(planted_batches())
+    stat = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
+    for b in batches:
+        stat.add_batch(b)
+    sel = stat.selectivity(q, f)
+    tau, active, spiky, norm, tokens = brute_force(batches, q, f)
+    assert sel.tokens == tokens
+    assert math.isclose(sel.threshold, tau, rel_tol=1e-6)
+    assert torch.allclose(sel.active_frac.double(), active, atol=1e-6)
+    assert torch.allclose(sel.spikiness.double(), spiky, rtol=1e-5)
+    assert torch.allclose(sel.norm.double(), norm, rtol=1e-5)
+    idf = torch.log(torch.tensor((tokens + 1) / (active * tokens + 1)))
+    assert torch.allclose(sel.idf(0.0).double(), idf, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(sel.idf(1.0).double(), idf + 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("q,f", [(0.6, 0.1), (0.9, 0.05)])
+def test_histogram_mode_within_bounds_of_exact(q, f):
+    hist = SelectivityWrappedGPT(48, torch.device("cpu"))
+    exact = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
+    for b in planted_batches(seed=1):
+        hist.add_batch(b)
+        exact.add_batch(b)
+    h, e = hist.selectivity(q, f), exact.selectivity(q, f)
+    assert abs(h.threshold - e.threshold) <= 0.01 * e.threshold
+    assert (h.active_frac - e.active_frac).abs().max() <= 0.01
+    assert ((h.spikiness - e.spikiness).abs() / e.spikiness).max() <= 0.02
+    assert torch.equal(h.norm, e.norm)
+    # the planted channels come out as planted
+    assert h.active_frac[1] == 1 and h.active_frac[2] == 0 and h.spikiness[0] == 1
+    assert h.spikiness[3] > 5 > 1.2 > h.spikiness[1]
+
+
+def test_histogram_memory_does_not_grow_with_tokens():
+    stat = SelectivityWrappedGPT(16, torch.device("cpu"))
+    before = stat.hist.nbytes()
+    for _ in range(5):
+        stat.add_batch(torch.randn(1, 1000, 16))
+    assert stat.hist.nbytes() == before and stat.hist.tokens == 5000
+
+
+def test_exact_quantile_is_numpys_linear():
+    values = torch.tensor([5.0, 1.0, 3.0, 2.0])
+    assert exact_quantile(values, 0.5) == 2.5
+    assert math.isclose(exact_quantile(values, 0.6), 2 + 0.8 * 1.0)
+
+
+class FixedStat:
+    def __init__(self, sel):
+        self.sel = sel
+
+    def selectivity(self, q, f):
+        return self.sel
+
+
+@pytest.mark.parametrize("method", ["wanda_idf", "wanda_spiky", "wanda_select"])
+@pytest.mark.parametrize("alpha,beta,offset", [(1.0, 1.0, 0.0), (0.5, 0.25, 1.0)])
+def test_scores_match_direct_formula(method, alpha, beta, offset):
+    exact = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
+    for b in planted_batches(seed=2):
+        exact.add_batch(b)
+    sel = exact.selectivity(0.6, 0.1)
+    weight = torch.randn(5, 48)
+    opts = MethodOptions(idf_offset=offset, idf_power=alpha, spiky_power=beta)
+    score = METHODS[method].score(weight, FixedStat(sel), opts)
+    for i in range(5):
+        for j in range(48):
+            idf = math.log((sel.tokens + 1) / (sel.active_frac[j].item() * sel.tokens + 1)) + offset
+            expected = abs(weight[i, j].item()) * sel.norm[j].item()
+            if method in ("wanda_idf", "wanda_select"):
+                expected *= idf ** alpha
+            if method in ("wanda_spiky", "wanda_select"):
+                expected *= sel.spikiness[j].item() ** beta
+            assert math.isclose(score[i, j].item(), expected, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_floor_keeps_massive_channel_alive():
+    exact = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
+    for b in planted_batches(seed=3):
+        exact.add_batch(b)
+    sel = exact.selectivity(0.6, 0.1)
+    weight = torch.ones(1, 48)
+    faithful = METHODS["wanda_idf"].score(weight, FixedStat(sel), MethodOptions())
+    assert faithful[0, 1] < 0.01 * sel.norm[1]  # always-on massive channel: idf ~ 0
+    floored = METHODS["wanda_idf"].score(weight, FixedStat(sel), MethodOptions(selectivity_floor=1))
+    idf = sel.idf(0.0)
+    for j in range(48):
+        expected = sel.norm[j].item() * max(idf[j].item() / idf.median().item(), 1.0)
+        assert math.isclose(floored[0, j].item(), expected, rel_tol=1e-5)
