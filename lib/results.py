@@ -104,3 +104,16 @@ def peak_memory_bytes(device: torch.device) -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_memory_bytes(device: torch.device) -> int:
+    """CUDA memory allocated now, or the process's resident set now."""
+    if device.type == "cuda":
+        return int(sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())))
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Side-by-side cost of pruning: the forward-pass floor, wanda, and the selectivity methods.
+
+All measurements run in one process on the same model and calibration windows, in rotating
+order, each repeated; the minimum time and the peak memory of each are compared as ratios:
+  floor   = capture the first block's inputs + two plain block-by-block passes (no hooks),
+            what any Wanda-style pruner pays;
+  wanda   = prune with wanda;  wanda_* = prune with each selectivity method.
+Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
+
+  python scripts/benchmark_selectivity.py --model smollm2-135m --data_dir ../shared/data \
+      --nsamples 32 --seqlen 512
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lib import data, models, results  # noqa: E402
+from lib.methods import METHODS, MethodOptions  # noqa: E402
+from lib.prune import capture_block_inputs, prune_model, run_block  # noqa: E402
+from lib.sparsity import parse_sparsity  # noqa: E402
+
+CANDIDATES = ("wanda_idf", "wanda_spiky", "wanda_select")
+
+
+@torch.no_grad()
+def floor_passes(model, samples) -> None:
+    inps, kwargs = capture_block_inputs(model, samples)
+    outs = torch.empty_like(inps)
+    for block in models.decoder_layers(model):
+        run_block(block, inps, kwargs, outs)
+        run_block(block, inps, kwargs, outs)
+        inps, outs = outs, inps
+
+
+def measure(fn, device) -> tuple[float, int, int]:
+    """Seconds, peak memory, and peak memory above what was in use when the run started."""
+    results.reset_peak_memory(device)
+    baseline = results.current_memory_bytes(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = results.peak_memory_bytes(device)
+    return seconds, peak, peak - baseline
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--data_dir", default=None)
+    p.add_argument("--nsamples", type=int, default=32)
+    p.add_argument("--seqlen", type=int, default=512)
+    p.add_argument("--sparsity_type", default="unstructured")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--methods", default=",".join(CANDIDATES))
+    args = p.parse_args()
+
+    device = models.resolve_device(args.device)
+    dtype = models.resolve_dtype(args.dtype, device)
+    source = models.resolve_model(args.model)
+    tokenizer = models.load_tokenizer(source, None)
+    base = models.load_model(source, dtype, device, None)
+    original = {k: v.clone() for k, v in base.state_dict().items()}
+    samples = data.calibration_windows("c4", tokenizer, args.nsamples, 0, args.seqlen,
+                                       args.data_dir)
+    sparsity = parse_sparsity(args.sparsity_type, 0.5 if args.sparsity_type == "unstructured"
+                              else 0, False)
+
+    def pruner(method):
+        def run():
+            base.load_state_dict(original)
+            prune_model(base, METHODS[method], sparsity, samples, MethodOptions())
+        return run
+
+    jobs = {"floor": lambda: floor_passes(base, samples), "wanda": pruner("wanda")}
+    for m in args.methods.split(","):
+        jobs[m] = pruner(m)
+    best: dict[str, list] = {name: [float("inf"), 0, 0] for name in jobs}
+    names = list(jobs)
+    for r in range(args.repeats):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order:
+            seconds, peak, extra = measure(jobs[name], device)
+            best[name] = [min(best[name][0], seconds), max(best[name][1], peak),
+                          max(best[name][2], extra)]
+            print(f"repeat {r} {name:14s} {seconds:8.2f} s  peak {peak / 2**20:8.1f} MiB  "
+                  f"(+{extra / 2**20:.1f} MiB over start)", flush=True)
+    wanda_s, wanda_m, wanda_x = best["wanda"]
+    print(f"\n{args.model} | {device} {dtype} | {args.nsamples} x {args.seqlen} tokens | "
+          f"{args.sparsity_type} | best of {args.repeats}")
+    print(f"{'run':14s} {'seconds':>8s} {'peak MiB':>9s} {'+MiB':>8s} {'time/wanda':>11s} "
+          f"{'peak/wanda':>11s} {'+mem/wanda':>11s}")
+    for name, (seconds, peak, extra) in best.items():
+        print(f"{name:14s} {seconds:8.2f} {peak / 2**20:9.1f} {extra / 2**20:8.1f} "
+              f"{seconds / wanda_s:11.3f} {peak / wanda_m:11.3f} {extra / max(wanda_x, 1):11.3f}")
+    print(f"wanda / floor time: {wanda_s / best['floor'][0]:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
