@@ -78,7 +78,7 @@ class SelectivityWrappedGPT(WrappedGPT):
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
-        self.hist.add(inp.reshape(-1, inp.shape[-1]).float().abs())
+        self.hist.add(inp.reshape(-1, inp.shape[-1]))
         self._cache.clear()
 
     def selectivity(self, quantile: float, top_frac: float) -> Selectivity:

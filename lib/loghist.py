@@ -14,6 +14,11 @@ import math
 
 import torch
 
+try:  # a fused one-pass kernel for CPU tensors; torch ops otherwise (and on CUDA)
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba is in requirements.txt
+    njit = None
+
 MANTISSA_BITS = 7
 MIN_EXP = -20
 MAX_EXP = 16
@@ -28,28 +33,35 @@ class LogHistogram:
         self.per_octave = 1 << mantissa_bits
         self.nbins = (MAX_EXP - MIN_EXP) * self.per_octave
         self.offset = (127 + MIN_EXP) << mantissa_bits
-        self.counts = torch.zeros(self.nbins * columns, dtype=torch.int32, device=device)
+        # channel-major, so one channel's bins are contiguous (cache-friendly updates)
+        self.counts = torch.zeros(columns, self.nbins, dtype=torch.int32, device=device)
         self.total = torch.zeros(columns, dtype=torch.float64, device=device)
         self.maximum = torch.zeros(columns, dtype=torch.float32, device=device)
         self.tokens = 0
         channel = torch.arange(columns, device=device, dtype=torch.int32)
-        self._addend = channel - self.offset * columns
+        self._addend = channel * self.nbins - self.offset
         self._ones_buf: torch.Tensor | None = None
         if self.nbins * columns >= 2**31:
             raise ValueError(f"{columns} channels are too many for int32 bin indices")
 
-    def add(self, a: torch.Tensor) -> None:
-        """a: [tokens, columns], non-negative float32."""
-        a = a.contiguous()
-        # bin * columns + channel, with the offset folded into the clamp bounds and the
-        # per-channel addend, in place: four passes over the activations
+    def add(self, x: torch.Tensor) -> None:
+        """x: [tokens, columns] float32 activations (signs are ignored: the histogram is of |x|)."""
+        x = x.detach().float().contiguous()
+        if _fused_add is not None and x.device.type == "cpu":
+            _fused_add(x.numpy(), x.view(torch.int32).numpy(), self.counts.numpy(),
+                       self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
+                       self.nbins)
+        else:
+            self._torch_add(x.abs())
+        self.tokens += x.shape[0]
+
+    def _torch_add(self, a: torch.Tensor) -> None:
+        # bin index of every value, then channel * nbins + bin, in place
         flat = a.view(torch.int32) >> (23 - self.k)
-        flat.clamp_(self.offset, self.offset + self.nbins - 1).mul_(self.columns)
-        flat.add_(self._addend)
-        self.counts.index_add_(0, flat.reshape(-1), self._ones(flat.numel(), a.device))
+        flat.clamp_(self.offset, self.offset + self.nbins - 1).add_(self._addend)
+        self.counts.reshape(-1).index_add_(0, flat.reshape(-1), self._ones(flat.numel(), a.device))
         self.total += a.sum(dim=0, dtype=torch.float64)
         torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
-        self.tokens += a.shape[0]
 
     def _ones(self, n: int, device: torch.device) -> torch.Tensor:
         if self._ones_buf is None or self._ones_buf.numel() < n:
@@ -70,7 +82,7 @@ class LogHistogram:
 
     def matrix(self) -> torch.Tensor:
         """Counts as [nbins, columns] int64."""
-        return self.counts.view(self.nbins, self.columns).to(torch.int64)
+        return self.counts.t().to(torch.int64)
 
     def quantile_all(self, q: float) -> float:
         """q-quantile of every value seen (all channels), interpolating between order
@@ -114,3 +126,31 @@ class LogHistogram:
 
     def nbytes(self) -> int:
         return self.counts.numel() * self.counts.element_size()
+
+
+CHANNEL_BLOCK = 256  # channels per parallel task: their bins (256 x nbins int32) stay in cache
+
+if njit is not None:
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fused_add(x, bits, counts, total, maximum, shift, offset, nbins):  # pragma: no cover
+        """One pass over x: bin counts of |x|, sums and maxima, per channel. Channel blocks run
+        in parallel and own their rows of counts, so there are no races."""
+        tokens, columns = x.shape
+        blocks = (columns + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        for block in prange(blocks):
+            first = block * CHANNEL_BLOCK
+            last = min(columns, first + CHANNEL_BLOCK)
+            for t in range(tokens):
+                for j in range(first, last):
+                    b = ((bits[t, j] & 0x7FFFFFFF) >> shift) - offset
+                    if b < 0:
+                        b = 0
+                    elif b >= nbins:
+                        b = nbins - 1
+                    counts[j, b] += 1
+                    a = abs(x[t, j])
+                    total[j] += a
+                    if a > maximum[j]:
+                        maximum[j] = a
+else:  # pragma: no cover
+    _fused_add = None

@@ -135,3 +135,27 @@ def test_floor_keeps_massive_channel_alive():
     for j in range(48):
         expected = sel.norm[j].item() * max(idf[j].item() / idf.median().item(), 1.0)
         assert math.isclose(floored[0, j].item(), expected, rel_tol=1e-5)
+
+
+def test_fused_cpu_kernel_matches_torch_ops():
+    from lib import loghist
+
+    if loghist._fused_add is None:
+        pytest.skip("numba not installed")
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(300, 70, generator=gen) * torch.exp(3 * torch.randn(70, generator=gen))
+    x[:, 0] = 0
+    x[:5, 1] = 1e9  # above the top bin
+    x[:, 2] = 1e-9  # below the bottom bin
+    fused, reference = loghist.LogHistogram(70, x.device), loghist.LogHistogram(70, x.device)
+    fused.add(x)
+    reference._torch_add(x.abs())
+    assert torch.equal(fused.counts, reference.counts)
+    assert torch.allclose(fused.total, reference.total, rtol=1e-6)
+    assert torch.equal(fused.maximum, reference.maximum)
+    # and the counts are where the bin edges say
+    lower, upper = fused.edges()
+    for j in (3, 10, 50):
+        for value in x[:, j].abs()[:20]:
+            b = int(((lower <= value) & (value < upper)).nonzero()[0])
+            assert fused.counts[j, b] > 0
