@@ -67,27 +67,40 @@ def _spikiness(top_mean: torch.Tensor, total: torch.Tensor, tokens: int) -> torc
     return torch.where(mean > 0, top_mean / mean.clamp_min(1e-300), torch.ones_like(mean))
 
 
-class SelectivityWrappedGPT(WrappedGPT):
+class _SelectivityBase(WrappedGPT):
+    """Computes Selectivity once per (quantile, top_frac): q/k/v share one statistic object."""
+
+    def __init__(self, columns: int, device: torch.device):
+        super().__init__(columns, device)
+        self._cache: dict[tuple[float, float], Selectivity] = {}
+
+    def add_batch(self, inp: torch.Tensor) -> None:
+        super().add_batch(inp)
+        self._cache.clear()
+
+    def selectivity(self, quantile: float, top_frac: float) -> Selectivity:
+        key = (quantile, top_frac)
+        if key not in self._cache:
+            self._cache[key] = self._compute(quantile, top_frac)
+        return self._cache[key]
+
+    def _compute(self, quantile: float, top_frac: float) -> Selectivity:
+        raise NotImplementedError
+
+
+class SelectivityWrappedGPT(_SelectivityBase):
     """Wanda's norm plus activity and spikiness of every input channel, in one pass and in
     memory independent of the number of tokens (a per-channel log histogram of |x|)."""
 
     def __init__(self, columns: int, device: torch.device):
         super().__init__(columns, device)
         self.hist = LogHistogram(columns, device)
-        self._cache: dict[tuple[float, float], Selectivity] = {}
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
         self.hist.add(inp.reshape(-1, inp.shape[-1]))
-        self._cache.clear()
 
-    def selectivity(self, quantile: float, top_frac: float) -> Selectivity:
-        key = (quantile, top_frac)
-        if key not in self._cache:
-            self._cache[key] = self._read(quantile, top_frac)
-        return self._cache[key]
-
-    def _read(self, quantile: float, top_frac: float) -> Selectivity:
+    def _compute(self, quantile: float, top_frac: float) -> Selectivity:
         tokens = self.hist.tokens
         threshold = self.hist.quantile_all(quantile)
         active = self.hist.count_above(threshold) / tokens
@@ -96,25 +109,17 @@ class SelectivityWrappedGPT(WrappedGPT):
                            _spikiness(top, self.hist.total, tokens).float(), threshold, tokens)
 
 
-class ExactSelectivityWrappedGPT(WrappedGPT):
+class ExactSelectivityWrappedGPT(_SelectivityBase):
     """The same statistics computed exactly from stored activations (validation, small models:
     memory grows with tokens x channels)."""
 
     def __init__(self, columns: int, device: torch.device):
         super().__init__(columns, device)
         self.chunks: list[torch.Tensor] = []
-        self._cache: dict[tuple[float, float], Selectivity] = {}
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
         self.chunks.append(inp.reshape(-1, inp.shape[-1]).float().abs())
-        self._cache.clear()
-
-    def selectivity(self, quantile: float, top_frac: float) -> Selectivity:
-        key = (quantile, top_frac)
-        if key not in self._cache:
-            self._cache[key] = self._compute(quantile, top_frac)
-        return self._cache[key]
 
     def _compute(self, quantile: float, top_frac: float) -> Selectivity:
         a = torch.cat(self.chunks)

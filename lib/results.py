@@ -95,25 +95,27 @@ def peak_memory_bytes(device: torch.device) -> int:
     """CUDA max allocated on GPU; process peak RSS (VmHWM) on CPU."""
     if device.type == "cuda":
         return int(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())))
+    peak = _proc_status_bytes("VmHWM")
+    if peak is None:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return peak
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    """A memory field of /proc/self/status (Linux), in bytes."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return None
 
 
 def current_memory_bytes(device: torch.device) -> int:
     """CUDA memory allocated now, or the process's resident set now."""
     if device.type == "cuda":
         return int(sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())))
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+    return _proc_status_bytes("VmRSS") or 0
