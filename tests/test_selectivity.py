@@ -57,7 +57,7 @@ def test_exact_mode_matches_definitions(q, f):
     assert torch.allclose(sel.active_frac.double(), active, atol=1e-6)
     assert torch.allclose(sel.spikiness.double(), spiky, rtol=1e-5)
     assert torch.allclose(sel.norm.double(), norm, rtol=1e-5)
-    idf = torch.log(torch.tensor((tokens + 1) / (active * tokens + 1)))
+    idf = torch.log((tokens + 1) / (active * tokens + 1))
     assert torch.allclose(sel.idf(0.0).double(), idf, rtol=1e-5, atol=1e-6)
     assert torch.allclose(sel.idf(1.0).double(), idf + 1, rtol=1e-5)
 
