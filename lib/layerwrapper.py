@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lib.loghist import LogHistogram
+from lib.loghist import LogHistogram, exact_quantile
 
 
 class WrappedGPT:
@@ -92,9 +92,10 @@ class SelectivityWrappedGPT(_SelectivityBase):
     """Wanda's norm plus activity and spikiness of every input channel, in one pass and in
     memory independent of the number of tokens (a per-channel log histogram of |x|)."""
 
-    def __init__(self, columns: int, device: torch.device):
+    def __init__(self, columns: int, device: torch.device, quantile: float | None = None):
         super().__init__(columns, device)
-        self.hist = LogHistogram(columns, device)
+        # `quantile`: the activity quantile the run will ask for, to zoom in on its threshold
+        self.hist = LogHistogram(columns, device, zoom_quantile=quantile)
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
@@ -130,16 +131,6 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
         top = torch.topk(a, k, dim=0).values.double().mean(dim=0)
         spiky = _spikiness(top, a.double().sum(dim=0), tokens)
         return Selectivity(self.total_norm(), active.float(), spiky.float(), threshold, tokens)
-
-
-def exact_quantile(values: torch.Tensor, q: float) -> float:
-    """numpy's 'linear' quantile via kthvalue (torch.quantile caps its input size)."""
-    n = values.numel()
-    pos = q * (n - 1)
-    lo, hi = math.floor(pos), math.ceil(pos)
-    v_lo = float(torch.kthvalue(values.cpu(), lo + 1).values)
-    v_hi = float(torch.kthvalue(values.cpu(), hi + 1).values) if hi != lo else v_lo
-    return v_lo + (pos - lo) * (v_hi - v_lo)
 
 
 STATISTICS: dict[str, Callable[[int, torch.device], object]] = {

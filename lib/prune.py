@@ -7,6 +7,7 @@ the next block's inputs (so later blocks calibrate on the pruned model, as in Wa
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -118,6 +119,8 @@ def statistic_factory(method: Method, opts: MethodOptions, want_selectivity: boo
         key = "selectivity"
     if key == "selectivity" and opts.selectivity_stats == "exact":
         key = "selectivity_exact"
+    if key == "selectivity":
+        return functools.partial(STATISTICS[key], quantile=opts.activity_quantile)
     return STATISTICS[key]
 
 

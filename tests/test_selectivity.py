@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT, exact_quantile
+from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
+from lib.loghist import exact_quantile
 from lib.methods import METHODS, MethodOptions
 
 
@@ -62,9 +63,9 @@ def test_exact_mode_matches_definitions(q, f):
     assert torch.allclose(sel.idf(1.0).double(), idf + 1, rtol=1e-5)
 
 
-@pytest.mark.parametrize("q,f", [(0.6, 0.1), (0.9, 0.05)])
-def test_histogram_mode_within_bounds_of_exact(q, f):
-    hist = SelectivityWrappedGPT(48, torch.device("cpu"))
+@pytest.mark.parametrize("q,f,zoom", [(0.6, 0.1, True), (0.9, 0.05, True), (0.6, 0.1, False)])
+def test_histogram_mode_within_bounds_of_exact(q, f, zoom):
+    hist = SelectivityWrappedGPT(48, torch.device("cpu"), quantile=q if zoom else None)
     exact = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
     for b in planted_batches(seed=1):
         hist.add_batch(b)
@@ -147,10 +148,15 @@ def test_fused_cpu_kernel_matches_torch_ops():
     x[:, 0] = 0
     x[:5, 1] = 1e9  # above the top bin
     x[:, 2] = 1e-9  # below the bottom bin
-    fused, reference = loghist.LogHistogram(70, x.device), loghist.LogHistogram(70, x.device)
+    fused = loghist.LogHistogram(70, x.device, zoom_quantile=0.6)
+    reference = loghist.LogHistogram(70, x.device, zoom_quantile=0.6)
     fused.add(x)
+    reference._open_zoom(x)
     reference._torch_add(x.abs())
+    assert fused.zoom_counts.shape[1] > 100 and fused.zoom_counts.sum() > 0
     assert torch.equal(fused.counts, reference.counts)
+    assert torch.equal(fused.zoom_counts, reference.zoom_counts)
+    assert torch.equal(fused.zoom_above, reference.zoom_above)
     assert torch.allclose(fused.total, reference.total, rtol=1e-6)
     assert torch.equal(fused.maximum, reference.maximum)
     # and the counts are where the bin edges say
@@ -159,3 +165,23 @@ def test_fused_cpu_kernel_matches_torch_ops():
         for value in x[:, j].abs()[:20]:
             b = int(((lower <= value) & (value < upper)).nonzero()[0])
             assert fused.counts[j, b] > 0
+
+
+def test_ties_near_the_threshold_are_not_split():
+    """Repeated tokens repeat activations: a tied mass just above the threshold (inside the
+    same coarse bin) must count as active, not be split by the uniform-within-bin reading."""
+    gen = torch.Generator().manual_seed(6)
+    n, tied = 32000, 1600
+    spread = (torch.arange(n - tied) + 0.5) / (n - tied) * 2  # evenly over (0, 2)
+    # 5% tied at 1.265: the 0.6-quantile lands at 1.2632, 0.15% below, in the same coarse bin
+    values = torch.cat([spread, torch.full((tied,), 1.265)])
+    x = values[torch.randperm(n, generator=gen)].reshape(4000, 8)
+    exact = ExactSelectivityWrappedGPT(8, torch.device("cpu"))
+    hist = SelectivityWrappedGPT(8, torch.device("cpu"), quantile=0.6)
+    for chunk in x.split(1000):
+        exact.add_batch(chunk.unsqueeze(0))
+        hist.add_batch(chunk.unsqueeze(0))
+    e, h = exact.selectivity(0.6, 0.1), hist.selectivity(0.6, 0.1)
+    assert e.threshold < 1.2645
+    assert abs(h.threshold - e.threshold) <= 1e-3 * e.threshold
+    assert (h.active_frac - e.active_frac).abs().max() <= 5e-4  # coarse bins alone: 1.6e-3
