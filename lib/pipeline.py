@@ -5,13 +5,14 @@ import argparse
 import logging
 import os
 import time
+from dataclasses import dataclass
 
 import torch
 
 from lib import data, models, results
 from lib.errors import UserError
 from lib.eval import perplexity
-from lib.methods import DENSE, METHODS, MethodOptions
+from lib.methods import DENSE, METHODS, Method, MethodOptions
 from lib.prune import prune_model, sparsity_by_block
 from lib.sparsity import Sparsity, parse_sparsity
 
@@ -67,16 +68,65 @@ def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
     return sparsity, method
 
 
-def _record_base(args, source, method, sparsity, seqlen, device, dtype, opts) -> dict:
-    uses_selectivity = method in METHODS and METHODS[method].statistic == "selectivity"
+@dataclass
+class Plan:
+    """Everything decided before any weights are loaded."""
+
+    args: argparse.Namespace
+    source: models.ModelSource
+    method_name: str
+    method: Method | None
+    sparsity: Sparsity
+    opts: MethodOptions
+    seqlen: int
+    device: torch.device
+    dtype: torch.dtype
+    save: str
+
+    @property
+    def prunes(self) -> bool:
+        return self.method is not None and self.sparsity.ratio > 0
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.prunes and self.method.statistic is not None
+
+
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Validate flags, model config, data files and the save directory: cheap, no weights."""
+    sparsity, method_name = _validate(args)
+    opts = method_options(args)
+    source = models.resolve_model(args.model)
+    config = models.load_config(source, args.cache_dir)
+    models.check_architecture(config)
+    limit = getattr(config, "max_position_embeddings", None)
+    seqlen = args.seqlen or models.default_seqlen(config)
+    if limit is not None and seqlen > limit:
+        raise UserError(f"--seqlen {seqlen} is larger than the model's context of {limit} tokens")
+    device = models.resolve_device(args.device)
+    plan = Plan(args, source, method_name, METHODS.get(method_name), sparsity, opts, seqlen,
+                device, models.resolve_dtype(args.dtype, device),
+                args.save or default_save_dir(source, sparsity))
+    data.check_data_files(args.data_dir, args.calib_dataset if plan.needs_calibration else None,
+                          evaluate=True)
+    results.check_save_dir(plan.save, method_name, results.config_of(new_record(plan)),
+                           args.overwrite)
+    return plan
+
+
+def new_record(plan: Plan) -> dict:
+    args = plan.args
+    uses_selectivity = plan.method is not None and plan.method.statistic == "selectivity"
     return {
-        "model": args.model, "method": method, "sparsity_type": sparsity.type_name,
-        "sparsity_ratio": sparsity.ratio, "use_variant": sparsity.variant,
-        "nsamples": args.nsamples, "seed": args.seed, "seqlen": seqlen,
-        "calib_dataset": args.calib_dataset, "eval_windows": args.eval_windows,
-        "dtype": str(dtype).removeprefix("torch."), "ppl_formula": args.ppl_formula,
-        "method_options": opts.as_dict() if uses_selectivity else {}, "device": str(device), "data_dir": args.data_dir,
-        "model_source": source.kind, "status": "started",
+        "model": args.model, "method": plan.method_name,
+        "sparsity_type": plan.sparsity.type_name, "sparsity_ratio": plan.sparsity.ratio,
+        "use_variant": plan.sparsity.variant, "nsamples": args.nsamples, "seed": args.seed,
+        "seqlen": plan.seqlen, "calib_dataset": args.calib_dataset,
+        "eval_windows": args.eval_windows, "dtype": str(plan.dtype).removeprefix("torch."),
+        "ppl_formula": args.ppl_formula,
+        "method_options": plan.opts.as_dict() if uses_selectivity else {},
+        "device": str(plan.device), "data_dir": args.data_dir,
+        "model_source": plan.source.kind, "status": "started",
     }
 
 
@@ -88,55 +138,29 @@ def save_stats(stats: dict[str, torch.Tensor], path: str) -> None:
     save_file(stats, path)
 
 
-def run(args: argparse.Namespace) -> int:
-    sparsity, method_name = _validate(args)
-    opts = method_options(args)
-    source = models.resolve_model(args.model)
-    config = models.load_config(source, args.cache_dir)
-    models.check_architecture(config)
-    limit = getattr(config, "max_position_embeddings", None)
-    seqlen = args.seqlen or models.default_seqlen(config)
-    if limit is not None and seqlen > limit:
-        raise UserError(f"--seqlen {seqlen} is larger than the model's context of {limit} tokens")
-    device = models.resolve_device(args.device)
-    dtype = models.resolve_dtype(args.dtype, device)
-    prunes = method_name != DENSE and sparsity.ratio > 0
-    method = METHODS.get(method_name)
-    needs_calibration = prunes and method.statistic is not None
-    data.check_data_files(args.data_dir, args.calib_dataset if needs_calibration else None,
-                          evaluate=True)
-    save = args.save or default_save_dir(source, sparsity)
-    record = _record_base(args, source, method_name, sparsity, seqlen, device, dtype, opts)
-    results.check_save_dir(save, method_name, results.config_of(record), args.overwrite)
-    log.info("model %s | method %s | sparsity %s %.4g | seqlen %d | nsamples %d | device %s | "
-             "dtype %s | save %s", args.model, method_name, sparsity.type_name, sparsity.ratio,
-             seqlen, args.nsamples, device, record["dtype"], save)
-
-    torch.manual_seed(args.seed)
-    tokenizer = models.load_tokenizer(source, args.cache_dir)
-    model = models.load_model(source, dtype, device, args.cache_dir)
-    record["versions"] = results.versions()
-
+def prune_phase(plan: Plan, model, tokenizer, record: dict) -> None:
+    """Calibrate and prune; record time, peak memory and sparsity; save stats and model."""
+    args = plan.args
     samples = None
-    if needs_calibration:
+    if plan.needs_calibration:
         samples = data.calibration_windows(args.calib_dataset, tokenizer, args.nsamples,
-                                           args.seed, seqlen, args.data_dir)
-    results.reset_peak_memory(device)
-    start = time.perf_counter()
+                                           args.seed, plan.seqlen, args.data_dir)
     stats = {} if args.save_stats else None
-    if prunes:
-        prune_model(model, method, sparsity, samples, opts, stats)
-    if device.type == "cuda":
+    results.reset_peak_memory(plan.device)
+    start = time.perf_counter()
+    if plan.prunes:
+        prune_model(model, plan.method, plan.sparsity, samples, plan.opts, stats)
+    if plan.device.type == "cuda":
         torch.cuda.synchronize()
     record["prune_seconds"] = round(time.perf_counter() - start, 3)
-    record["peak_memory_bytes"] = results.peak_memory_bytes(device)
+    record["peak_memory_bytes"] = results.peak_memory_bytes(plan.device)
 
     actual, per_block = sparsity_by_block(model)
     for i, fraction in enumerate(per_block):
         log.info("layer %d sparsity %.6f", i, fraction)
     log.info("sparsity sanity check %.4f", actual)
     record.update(actual_sparsity=actual, sparsity_per_layer=per_block, status="pruned")
-    results.write_results(save, method_name, record)
+    results.write_results(plan.save, plan.method_name, record)
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
@@ -144,16 +168,33 @@ def run(args: argparse.Namespace) -> int:
         models.save_model(model, tokenizer, args.save_model)
         log.info("saved pruned model to %s", args.save_model)
 
-    ids = data.wikitext_test_ids(tokenizer, args.data_dir)
-    if ids.shape[1] < seqlen:
-        raise UserError(f"the WikiText-2 test text has fewer than --seqlen {seqlen} tokens")
+
+def evaluate_phase(plan: Plan, model, tokenizer, record: dict) -> None:
+    ids = data.wikitext_test_ids(tokenizer, plan.args.data_dir)
+    if ids.shape[1] < plan.seqlen:
+        raise UserError(f"the WikiText-2 test text has fewer than --seqlen {plan.seqlen} tokens")
     start = time.perf_counter()
-    result = perplexity(model, ids, seqlen, args.eval_windows, args.ppl_formula)
+    result = perplexity(model, ids, plan.seqlen, plan.args.eval_windows, plan.args.ppl_formula)
     record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
                   eval_tokens=result.predicted_tokens,
                   eval_seconds=round(time.perf_counter() - start, 3), status="done")
     print(f"wikitext perplexity {result.ppl}", flush=True)
-    results.write_wanda_log(save, method_name, actual, result.ppl)
-    path = results.write_results(save, method_name, record)
+    results.write_wanda_log(plan.save, plan.method_name, record["actual_sparsity"], result.ppl)
+    path = results.write_results(plan.save, plan.method_name, record)
     log.info("results written to %s", path)
+
+
+def run(args: argparse.Namespace) -> int:
+    plan = plan_run(args)
+    record = new_record(plan)
+    log.info("model %s | method %s | sparsity %s %.4g | seqlen %d | nsamples %d | device %s | "
+             "dtype %s | save %s", args.model, plan.method_name, plan.sparsity.type_name,
+             plan.sparsity.ratio, plan.seqlen, args.nsamples, plan.device, record["dtype"],
+             plan.save)
+    torch.manual_seed(args.seed)
+    tokenizer = models.load_tokenizer(plan.source, args.cache_dir)
+    model = models.load_model(plan.source, plan.dtype, plan.device, args.cache_dir)
+    record["versions"] = results.versions()
+    prune_phase(plan, model, tokenizer, record)
+    evaluate_phase(plan, model, tokenizer, record)
     return 0
