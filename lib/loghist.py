@@ -156,7 +156,17 @@ class LogHistogram:
         return _share_above(self.counts, lower, upper, threshold)
 
     def top_mean(self, k: int) -> torch.Tensor:
-        """Per channel, the mean of its k largest values (k <= tokens)."""
+        """Per channel, the mean of its k largest values (k <= tokens). In each bin the values
+        are read as spread evenly; the top occupied bin ends at the channel's exact maximum."""
+        if _fused_top_mean is not None and self.counts.device.type == "cpu":
+            lower, upper = self.edges()
+            out = torch.empty(self.columns, dtype=torch.float64)
+            _fused_top_mean(self.counts.numpy(), lower.numpy(), upper.numpy(),
+                            self.maximum.double().numpy(), k, out.numpy())
+            return out
+        return self._torch_top_mean(k)
+
+    def _torch_top_mean(self, k: int) -> torch.Tensor:
         counts = self.matrix().flip(0).double()  # from the top bin down
         lower, upper = (e.flip(0).reshape(-1, 1) for e in self.edges())
         upper = torch.minimum(upper, self.maximum.double().reshape(1, -1))
@@ -231,5 +241,26 @@ if njit is not None:
                     total[j] += a
                     if a > maximum[j]:
                         maximum[j] = a
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fused_top_mean(counts, lower, upper, maximum, k, out):  # pragma: no cover
+        """Walk each channel's bins from the top until k values are taken."""
+        columns, nbins = counts.shape
+        for j in prange(columns):
+            remaining = k
+            acc = 0.0
+            for b in range(nbins - 1, -1, -1):
+                c = counts[j, b]
+                if c == 0:
+                    continue
+                hi = min(upper[b], maximum[j])
+                lo = min(lower[b], hi)
+                take = min(c, remaining)
+                acc += take * (hi - (take / c) * (hi - lo) / 2)
+                remaining -= take
+                if remaining == 0:
+                    break
+            out[j] = acc / k
 else:  # pragma: no cover
     _fused_add = None
+    _fused_top_mean = None

@@ -159,6 +159,8 @@ def test_fused_cpu_kernel_matches_torch_ops():
     assert torch.equal(fused.zoom_above, reference.zoom_above)
     assert torch.allclose(fused.total, reference.total, rtol=1e-6)
     assert torch.equal(fused.maximum, reference.maximum)
+    for k in (1, 30, 300):
+        assert torch.allclose(fused.top_mean(k), reference._torch_top_mean(k), rtol=1e-9)
     # and the counts are where the bin edges say
     lower, upper = fused.edges()
     for j in (3, 10, 50):
