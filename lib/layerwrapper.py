@@ -147,11 +147,13 @@ class InputStatsCollector:
     q/k/v (and gate/up) gather it once. Call `end_sample()` after each sample's forward.
     """
 
-    def __init__(self, linears: dict[str, nn.Linear], factory: Callable[[int, torch.device], object]):
+    def __init__(self, linears: dict[str, nn.Linear],
+                 factory: Callable[[int, torch.device], object]):
         self.factory = factory
         self.stats: dict[str, object] = {}
         self._recent: list[tuple[torch.Tensor, object]] = []
-        self._handles = [lin.register_forward_hook(self._hook(name)) for name, lin in linears.items()]
+        self._handles = [lin.register_forward_hook(self._hook(name))
+                         for name, lin in linears.items()]
 
     def _hook(self, name: str):
         def gather(module: nn.Module, args: tuple, output) -> None:

@@ -55,7 +55,8 @@ def _to_device(value, device: torch.device):
 
 
 @torch.no_grad()
-def capture_block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
+def capture_block_inputs(model: nn.Module,
+                         samples: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
     """Run the samples up to the first block and keep exactly what the model passes it:
     the hidden states of every sample, and the keyword arguments of the first (all samples
     share shape, so positions, rotary embeddings and masks are the same)."""

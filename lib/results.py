@@ -94,7 +94,8 @@ def reset_peak_memory(device: torch.device) -> None:
 def peak_memory_bytes(device: torch.device) -> int:
     """CUDA max allocated on GPU; process peak RSS (VmHWM) on CPU."""
     if device.type == "cuda":
-        return int(sum(torch.cuda.max_memory_allocated(i) for i in range(torch.cuda.device_count())))
+        devices = range(torch.cuda.device_count())
+        return int(sum(torch.cuda.max_memory_allocated(i) for i in devices))
     peak = _proc_status_bytes("VmHWM")
     if peak is None:
         import resource

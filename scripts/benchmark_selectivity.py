@@ -14,7 +14,6 @@ Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path

@@ -24,8 +24,8 @@ def test_c4_windows_follow_wanda_sampling(data_dir, tokenizer):
     b = data.c4_windows(docs, tokenizer, 6, seed=3, seqlen=64)
     c = data.c4_windows(docs, tokenizer, 6, seed=4, seqlen=64)
     assert all(w.shape == (1, 64) for w in a)
-    assert all((x == y).all() for x, y in zip(a, b))
-    assert any((x != y).any() for x, y in zip(a, c))
+    assert all((x == y).all() for x, y in zip(a, b, strict=True))
+    assert any((x != y).any() for x, y in zip(a, c, strict=True))
     # every window is a contiguous slice of a document longer than the window
     tokenized = [tokenizer(d, return_tensors="pt").input_ids[0] for d in docs[:]]
     for w in a[:2]:
