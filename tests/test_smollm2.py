@@ -34,7 +34,8 @@ def test_dense_beats_wanda_beats_magnitude(smollm2_dir, tmp_path, data_dir):
     # independent magnitude mask of the dense weights says they belong
     pruned = AutoModelForCausalLM.from_pretrained(saved)
     original = AutoModelForCausalLM.from_pretrained(smollm2_dir)
-    for block_p, block_o in list(zip(pruned.model.layers, original.model.layers, strict=True))[::10]:
+    pairs = list(zip(pruned.model.layers, original.model.layers, strict=True))
+    for block_p, block_o in pairs[::10]:
         lin_p, lin_o = find_linears(block_p), find_linears(block_o)
         for name in lin_p:
             expected = masks.matrix_mask(lin_o[name].weight.abs(), 0.5)
