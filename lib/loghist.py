@@ -70,10 +70,14 @@ class LogHistogram:
         if not self._zoom_ready:
             self._open_zoom(x)
         if _fused_add is not None and x.device.type == "cpu":
-            _fused_add(x.numpy(), x.view(torch.int32).numpy(), self.counts.numpy(),
-                       self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
-                       self.nbins, self.zoom_counts.numpy(), self.zoom_above.numpy(),
-                       23 - ZOOM_BITS, self.zoom_offset)
+            a = x.abs()
+            self.total += a.sum(dim=0, dtype=torch.float64)
+            torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
+            # channel-major copy: each channel's bins then stay in L1 while its tokens stream by
+            bits = a.view(torch.int32).t().contiguous()
+            _fused_add(bits.numpy(), self.counts.numpy(), 23 - self.k, self.offset, self.nbins,
+                       self.zoom_counts.numpy(), self.zoom_above.numpy(), 23 - ZOOM_BITS,
+                       self.zoom_offset)
         else:
             self._torch_add(x.abs())
         self.tokens += x.shape[0]
@@ -208,39 +212,31 @@ def exact_quantile(values: torch.Tensor, q: float) -> float:
     return v_lo + (pos - lo) * (v_hi - v_lo)
 
 
-CHANNEL_BLOCK = 256  # channels per parallel task: their bins stay in cache
-
 if njit is not None:
     @njit(parallel=True, cache=True, nogil=True)
-    def _fused_add(x, bits, counts, total, maximum, shift, offset, nbins,
-                   zoom_counts, zoom_above, zoom_shift, zoom_offset):  # pragma: no cover
-        """One pass over x: coarse bin counts, zoom-window counts, sums and maxima of |x| per
-        channel. Channel blocks run in parallel and own their rows, so there are no races."""
-        tokens, columns = x.shape
+    def _fused_add(bits, counts, shift, offset, nbins, zoom_counts, zoom_above, zoom_shift,
+                   zoom_offset):  # pragma: no cover
+        """Coarse and zoom-window bin counts of |x|; bits: [columns, tokens] float32 bits of
+        |x|. Channels run in parallel and own their rows, so there are no races."""
+        columns, tokens = bits.shape
         nzoom = zoom_counts.shape[1]
-        blocks = (columns + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        for block in prange(blocks):
-            first = block * CHANNEL_BLOCK
-            last = min(columns, first + CHANNEL_BLOCK)
+        for j in prange(columns):
+            above = 0
             for t in range(tokens):
-                for j in range(first, last):
-                    ubits = bits[t, j] & 0x7FFFFFFF
-                    b = (ubits >> shift) - offset
-                    if b < 0:
-                        b = 0
-                    elif b >= nbins:
-                        b = nbins - 1
-                    counts[j, b] += 1
-                    if nzoom > 0:
-                        z = (ubits >> zoom_shift) - zoom_offset
-                        if z >= nzoom:
-                            zoom_above[j] += 1
-                        elif z >= 0:
-                            zoom_counts[j, z] += 1
-                    a = abs(x[t, j])
-                    total[j] += a
-                    if a > maximum[j]:
-                        maximum[j] = a
+                ubits = bits[j, t]
+                b = (ubits >> shift) - offset
+                if b < 0:
+                    b = 0
+                elif b >= nbins:
+                    b = nbins - 1
+                counts[j, b] += 1
+                if nzoom > 0:
+                    z = (ubits >> zoom_shift) - zoom_offset
+                    if z >= nzoom:
+                        above += 1
+                    elif z >= 0:
+                        zoom_counts[j, z] += 1
+            zoom_above[j] += above
 
     @njit(parallel=True, cache=True, nogil=True)
     def _fused_top_mean(counts, lower, upper, maximum, k, out):  # pragma: no cover
