@@ -69,17 +69,17 @@ class LogHistogram:
         x = x.detach().float().contiguous()
         if not self._zoom_ready:
             self._open_zoom(x)
+        a = x.abs()
+        self.total += a.sum(dim=0, dtype=torch.float64)
+        torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
         if _fused_add is not None and x.device.type == "cpu":
-            a = x.abs()
-            self.total += a.sum(dim=0, dtype=torch.float64)
-            torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
             # channel-major copy: each channel's bins then stay in L1 while its tokens stream by
             bits = a.view(torch.int32).t().contiguous()
             _fused_add(bits.numpy(), self.counts.numpy(), 23 - self.k, self.offset, self.nbins,
                        self.zoom_counts.numpy(), self.zoom_above.numpy(), 23 - ZOOM_BITS,
                        self.zoom_offset)
         else:
-            self._torch_add(x.abs())
+            self._torch_scatter(a)
         self.tokens += x.shape[0]
 
     def _open_zoom(self, x: torch.Tensor) -> None:
@@ -94,15 +94,14 @@ class LogHistogram:
         self.zoom_counts = torch.zeros(self.columns, high - low, dtype=torch.int32,
                                        device=x.device)
 
-    def _torch_add(self, a: torch.Tensor) -> None:
+    def _torch_scatter(self, a: torch.Tensor) -> None:
+        """Coarse and zoom bin counts of a = |x| with torch ops (CUDA, or CPU without numba)."""
         bits = a.view(torch.int32)
         channel_base = torch.arange(self.columns, device=a.device, dtype=torch.int32)
         flat = (bits >> (23 - self.k)).clamp_(self.offset, self.offset + self.nbins - 1)
         flat.add_(channel_base * self.nbins - self.offset)
         ones = torch.ones(flat.numel(), dtype=torch.int32, device=a.device)
         self.counts.reshape(-1).index_add_(0, flat.reshape(-1), ones)
-        self.total += a.sum(dim=0, dtype=torch.float64)
-        torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
         nzoom = self.zoom_counts.shape[1]
         if nzoom:
             fine = (bits >> (23 - ZOOM_BITS)) - self.zoom_offset
