@@ -58,9 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="added to idf = log((T+1)/(n+1)); 1 = smooth idf")
     sel.add_argument("--idf_power", type=float, default=1.0, help="alpha: idf exponent")
     sel.add_argument("--spiky_power", type=float, default=1.0, help="beta: spikiness exponent")
-    sel.add_argument("--selectivity_floor", type=float, default=0.0,
+    sel.add_argument("--selectivity_floor", type=float, default=None,
                      help=">0: the selectivity factor, divided by its median over channels, "
-                          "never goes below this")
+                          "never goes below this (default 1 for wanda_idf and wanda_select, "
+                          "0 = the faithful formula, for wanda_spiky)")
     sel.add_argument("--selectivity_stats", default="histogram", choices=["histogram", "exact"],
                      help="histogram: bounded memory; exact: stores activations")
     sel.add_argument("--save_stats", default=None,

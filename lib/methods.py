@@ -36,6 +36,8 @@ class Method:
     statistic: str | None = None  # key of lib.layerwrapper.STATISTICS; None = no calibration
     scope: str = "row"  # "row": compare within output rows (or N:M groups); "matrix": whole matrix
     summary: str = ""
+    # MethodOptions fields this method sets when the user leaves the flag unset
+    option_defaults: tuple[tuple[str, float], ...] = ()
 
 
 def magnitude_score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> torch.Tensor:
@@ -68,15 +70,18 @@ def _selectivity_score(use_idf: bool, use_spikiness: bool) -> ScoreFn:
     return score
 
 
+IDF_REMEDY = (("selectivity_floor", 1.0),)
+
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("magnitude", magnitude_score, None, "matrix", "|W|, one threshold per matrix"),
     Method("wanda", wanda_score, "norm", "row", "|W_ij| * ||X_j||, per output row"),
+    # idf ~ 0 on the massive-activation channels; measured remedy: floor 1 (SELECTIVITY.md)
     Method("wanda_idf", _selectivity_score(True, False), "selectivity", "row",
-           "|W_ij| * ||X_j|| * idf_j^alpha"),
+           "|W_ij| * ||X_j|| * idf_j^alpha", IDF_REMEDY),
     Method("wanda_spiky", _selectivity_score(False, True), "selectivity", "row",
            "|W_ij| * ||X_j|| * spikiness_j^beta"),
     Method("wanda_select", _selectivity_score(True, True), "selectivity", "row",
-           "|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta"),
+           "|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta", IDF_REMEDY),
 )}
 
 DENSE = "dense"

@@ -24,7 +24,12 @@ def default_save_dir(source: models.ModelSource, sparsity: Sparsity) -> str:
     return f"out/{source.short_name}/{kind}_{sparsity.ratio:g}"
 
 
-def method_options(args: argparse.Namespace) -> MethodOptions:
+def method_options(args: argparse.Namespace, method: Method | None = None) -> MethodOptions:
+    """The selectivity options: flags the user set, else the method's defaults, else global ones."""
+    defaults = dict(method.option_defaults) if method is not None else {}
+    floor = args.selectivity_floor
+    if floor is None:
+        floor = defaults.get("selectivity_floor", 0.0)
     checks = [
         (0 < args.activity_quantile < 1, f"--activity_quantile {args.activity_quantile} must be "
                                          "in (0, 1)"),
@@ -32,13 +37,13 @@ def method_options(args: argparse.Namespace) -> MethodOptions:
         (args.idf_offset >= 0, f"--idf_offset {args.idf_offset} must be >= 0"),
         (args.idf_power >= 0, f"--idf_power {args.idf_power} must be >= 0"),
         (args.spiky_power >= 0, f"--spiky_power {args.spiky_power} must be >= 0"),
-        (args.selectivity_floor >= 0, f"--selectivity_floor {args.selectivity_floor} must be >= 0"),
+        (floor >= 0, f"--selectivity_floor {floor} must be >= 0"),
     ]
     for ok, message in checks:
         if not ok:
             raise UserError(message)
     return MethodOptions(args.activity_quantile, args.spike_top_frac, args.idf_offset,
-                         args.idf_power, args.spiky_power, args.selectivity_floor,
+                         args.idf_power, args.spiky_power, floor,
                          args.selectivity_stats)
 
 
@@ -95,7 +100,7 @@ class Plan:
 def plan_run(args: argparse.Namespace) -> Plan:
     """Validate flags, model config, data files and the save directory: cheap, no weights."""
     sparsity, method_name = _validate(args)
-    opts = method_options(args)
+    opts = method_options(args, METHODS.get(method_name))
     source = models.resolve_model(args.model)
     config = models.load_config(source, args.cache_dir)
     models.check_architecture(config)

@@ -187,3 +187,16 @@ def test_ties_near_the_threshold_are_not_split():
     assert e.threshold < 1.2645
     assert abs(h.threshold - e.threshold) <= 1e-3 * e.threshold
     assert (h.active_frac - e.active_frac).abs().max() <= 5e-4  # coarse bins alone: 1.6e-3
+
+
+@pytest.mark.parametrize("method,flag,expected", [
+    ("wanda_select", [], 1.0), ("wanda_idf", [], 1.0), ("wanda_spiky", [], 0.0),
+    ("wanda_select", ["--selectivity_floor", "0"], 0.0),
+    ("wanda_spiky", ["--selectivity_floor", "2"], 2.0),
+])
+def test_selectivity_floor_defaults_per_method(method, flag, expected):
+    from lib.pipeline import method_options
+    from main import build_parser
+
+    args = build_parser().parse_args(["--prune_method", method, *flag])
+    assert method_options(args, METHODS[method]).selectivity_floor == expected
