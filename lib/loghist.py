@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - numba is in requirements.txt
 MANTISSA_BITS = 7
 ZOOM_BITS = 12
 ZOOM_HALF_WIDTH = 0.15  # the window spans threshold / 1.15 .. threshold * 1.15
+ZOOM_GUESS_SAMPLES = 1 << 16  # values the window's centre is estimated from
 MIN_EXP = -20
 MAX_EXP = 16
 
@@ -42,78 +43,118 @@ def _float_bits(value: float) -> int:
 
 class LogHistogram:
     """Counts of |x| per (channel, bin), exact per-channel sums and maxima, and a fine zoom
-    window around the `zoom_quantile` of the first batch."""
+    window around the `zoom_quantile` of the first batch.
+
+    Storage is one int32 table per channel row: the coarse bins, then the window's fine bins.
+    The window covers whole coarse bins, and a value inside it is counted only in its fine
+    bin, so every value costs one increment; `counts` folds the window back in."""
 
     def __init__(self, columns: int, device: torch.device, mantissa_bits: int = MANTISSA_BITS,
                  zoom_quantile: float | None = None):
         self.columns = columns
+        self.device = torch.device(device)
         self.k = mantissa_bits
         self.nbins = (MAX_EXP - MIN_EXP) << mantissa_bits
         self.offset = (127 + MIN_EXP) << mantissa_bits
-        # channel-major, so one channel's bins are contiguous (cache-friendly updates)
-        self.counts = torch.zeros(columns, self.nbins, dtype=torch.int32, device=device)
+        self.fine_per_coarse = 1 << (ZOOM_BITS - mantissa_bits)
         self.total = torch.zeros(columns, dtype=torch.float64, device=device)
         self.maximum = torch.zeros(columns, dtype=torch.float32, device=device)
         self.tokens = 0
         self.zoom_quantile = zoom_quantile
-        self.zoom_offset = 0  # fine bin of the window's lower edge, as bits >> (23 - ZOOM_BITS)
-        self.zoom_counts = torch.zeros(columns, 0, dtype=torch.int32, device=device)
-        self.zoom_above = torch.zeros(columns, dtype=torch.int64, device=device)
-        self._zoom_ready = zoom_quantile is None
-        if self.nbins * columns >= 2**31:
+        self.zoom_low = self.zoom_high = 0  # the window's coarse bins: [zoom_low, zoom_high)
+        self.store: torch.Tensor | None = None  # allocated once the window is placed
+        self._folded: torch.Tensor | None = None
+        if (self.nbins + 64 * self.fine_per_coarse) * columns >= 2**31:
             raise ValueError(f"{columns} channels are too many for int32 bin indices")
+
+    @property
+    def zoom_offset(self) -> int:
+        """Fine bin of the window's lower edge, as bits >> (23 - ZOOM_BITS)."""
+        return (self.zoom_low + self.offset) * self.fine_per_coarse
+
+    @property
+    def nzoom(self) -> int:
+        return (self.zoom_high - self.zoom_low) * self.fine_per_coarse
 
     # -- gathering ---------------------------------------------------------------------------
     def add(self, x: torch.Tensor) -> None:
         """x: [tokens, columns] activations (signs are ignored: the histogram is of |x|)."""
         x = x.detach().float().contiguous()
-        if not self._zoom_ready:
-            self._open_zoom(x)
-        a = x.abs()
-        self.total += a.sum(dim=0, dtype=torch.float64)
-        torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
+        if self.store is None:
+            self._place_window(x)
+            self.store = torch.zeros(self.columns, self.nbins + self.nzoom, dtype=torch.int32,
+                                     device=x.device)
+        self._folded = None
         if _fused_add is not None and x.device.type == "cpu":
-            # channel-major copy: each channel's bins then stay in L1 while its tokens stream by
-            bits = a.view(torch.int32).t().contiguous()
-            _fused_add(bits.numpy(), self.counts.numpy(), 23 - self.k, self.offset, self.nbins,
-                       self.zoom_counts.numpy(), self.zoom_above.numpy(), 23 - ZOOM_BITS,
-                       self.zoom_offset)
+            # one pass over x: bin counts, sums and maxima, no temporary copies
+            _fused_add(x.numpy(), x.view(torch.int32).numpy(), self.store.numpy(),
+                       self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
+                       self.nbins, self.nzoom, 23 - ZOOM_BITS, self.zoom_offset)
         else:
+            a = x.abs()
+            self.total += a.sum(dim=0, dtype=torch.float64)
+            torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
             self._torch_scatter(a)
         self.tokens += x.shape[0]
 
-    def _open_zoom(self, x: torch.Tensor) -> None:
-        self._zoom_ready = True
-        guess = exact_quantile(x.abs().reshape(-1), self.zoom_quantile)
-        if guess <= 2.0 ** MIN_EXP:
+    def _place_window(self, x: torch.Tensor) -> None:
+        if self.zoom_quantile is None:
             return
-        shift = 23 - ZOOM_BITS
-        low = _float_bits(guess / (1 + ZOOM_HALF_WIDTH)) >> shift
-        high = (_float_bits(guess * (1 + ZOOM_HALF_WIDTH)) >> shift) + 1
-        self.zoom_offset = low
-        self.zoom_counts = torch.zeros(self.columns, high - low, dtype=torch.int32,
-                                       device=x.device)
+        # the window only needs a rough centre: a strided subsample is plenty and cheap
+        flat = x.reshape(-1)
+        step = max(1, flat.numel() // ZOOM_GUESS_SAMPLES)
+        while math.gcd(step, self.columns) != 1:  # a stride sharing a factor with the row
+            step += 1                             # length would see only some channels
+        sample = flat[::step].abs()
+        guess = float(torch.kthvalue(sample, 1 + int(self.zoom_quantile * (sample.numel() - 1)))
+                      .values)
+        low = self._coarse_bin(guess / (1 + ZOOM_HALF_WIDTH))
+        high = self._coarse_bin(guess * (1 + ZOOM_HALF_WIDTH)) + 1
+        # the end bins also hold clamped out-of-range values: never zoom into them
+        self.zoom_low, self.zoom_high = max(low, 1), min(high, self.nbins - 1)
+        if self.zoom_high <= self.zoom_low:
+            self.zoom_low = self.zoom_high = 0
+
+    def _coarse_bin(self, value: float) -> int:
+        return (_float_bits(value) >> (23 - self.k)) - self.offset
 
     def _torch_scatter(self, a: torch.Tensor) -> None:
-        """Coarse and zoom bin counts of a = |x| with torch ops (CUDA, or CPU without numba)."""
+        """Bin counts of a = |x| with torch ops (CUDA, or CPU without numba)."""
         bits = a.view(torch.int32)
-        channel_base = torch.arange(self.columns, device=a.device, dtype=torch.int32)
-        flat = (bits >> (23 - self.k)).clamp_(self.offset, self.offset + self.nbins - 1)
-        flat.add_(channel_base * self.nbins - self.offset)
-        ones = torch.ones(flat.numel(), dtype=torch.int32, device=a.device)
-        self.counts.reshape(-1).index_add_(0, flat.reshape(-1), ones)
-        nzoom = self.zoom_counts.shape[1]
-        if nzoom:
+        index = ((bits >> (23 - self.k)) - self.offset).clamp_(0, self.nbins - 1)
+        if self.nzoom:
             fine = (bits >> (23 - ZOOM_BITS)) - self.zoom_offset
-            self.zoom_above += (fine >= nzoom).sum(dim=0)
-            inside = (fine >= 0) & (fine < nzoom)
-            index = (fine + channel_base * nzoom)[inside]
-            self.zoom_counts.reshape(-1).index_add_(0, index, ones[:index.numel()])
+            index = torch.where((fine >= 0) & (fine < self.nzoom), fine + self.nbins, index)
+        row = torch.arange(self.columns, device=a.device, dtype=torch.int32)
+        index = index + row * self.store.shape[1]
+        ones = torch.ones(index.numel(), dtype=torch.int32, device=a.device)
+        self.store.reshape(-1).index_add_(0, index.reshape(-1), ones)
+
+    @property
+    def counts(self) -> torch.Tensor:
+        """[columns, nbins] coarse counts, the zoom window folded back into its coarse bins."""
+        if self._folded is None:
+            folded = self.store[:, :self.nbins].clone()
+            if self.nzoom:
+                folded[:, self.zoom_low:self.zoom_high] += self.zoom_counts.reshape(
+                    self.columns, -1, self.fine_per_coarse).sum(dim=-1, dtype=torch.int32)
+            self._folded = folded
+        return self._folded
+
+    @property
+    def zoom_counts(self) -> torch.Tensor:
+        """[columns, window bins] fine counts."""
+        return self.store[:, self.nbins:]
+
+    @property
+    def zoom_above(self) -> torch.Tensor:
+        """Per channel, how many values lie above the window (exact: it ends on a coarse edge)."""
+        return self.store[:, self.zoom_high:self.nbins].sum(dim=1, dtype=torch.int64)
 
     # -- reading -----------------------------------------------------------------------------
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower and upper value of every coarse bin (float64, [nbins])."""
-        index = torch.arange(self.nbins + 1, device=self.counts.device) + self.offset
+        index = torch.arange(self.nbins + 1, device=self.device) + self.offset
         bounds = _bits_to_float(index << (23 - self.k))
         lower, upper = bounds[:-1].clone(), bounds[1:].clone()
         lower[0] = 0.0
@@ -121,59 +162,58 @@ class LogHistogram:
         return lower, upper
 
     def zoom_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.arange(self.zoom_counts.shape[1] + 1, device=self.counts.device)
+        index = torch.arange(self.nzoom + 1, device=self.device)
         bounds = _bits_to_float((index + self.zoom_offset) << (23 - ZOOM_BITS))
         return bounds[:-1], bounds[1:]
 
-    def matrix(self) -> torch.Tensor:
-        """Counts as [nbins, columns] int64."""
-        return self.counts.t().to(torch.int64)
+    def layout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For every column of `store`: its lower and upper value (float64), and the order of
+        the columns by value. The coarse bins under the window are empty and sort anywhere."""
+        lower, upper = self.edges()
+        if self.nzoom:
+            fine_lower, fine_upper = self.zoom_edges()
+            lower, upper = torch.cat([lower, fine_lower]), torch.cat([upper, fine_upper])
+            # the (empty) coarse bins under the window: zero width, so no share of anything
+            lower[self.zoom_low:self.zoom_high] = upper[self.zoom_low:self.zoom_high]
+        return lower, upper, torch.argsort(lower, stable=True)
 
     def quantile_all(self, q: float) -> float:
         """q-quantile of every value seen (all channels), interpolating between order
-        statistics like numpy's default 'linear' method. Ranks that fall inside the zoom
-        window are read from its fine bins."""
-        counts = self.counts.sum(dim=0, dtype=torch.int64)
-        n = int(counts.sum())
-        pos = q * (n - 1)
-        values = [self._value_at_rank(rank, counts) for rank in (math.floor(pos), math.ceil(pos))]
-        return values[0] + (pos - math.floor(pos)) * (values[1] - values[0])
-
-    def _value_at_rank(self, rank: int, coarse: torch.Tensor) -> float:
-        if self.zoom_counts.shape[1]:
-            fine = self.zoom_counts.sum(dim=0, dtype=torch.int64)
-            below = int(coarse.sum()) - int(fine.sum()) - int(self.zoom_above.sum())
-            if below <= rank < below + int(fine.sum()):
-                return _read_rank(fine, *self.zoom_edges(), rank - below)
-        return _read_rank(coarse, *self.edges(), rank)
+        statistics like numpy's default 'linear' method; ranks inside the zoom window are
+        read from its fine bins."""
+        lower, upper, order = self.layout()
+        totals = _bin_totals(self.store)[order]
+        lower, upper = lower[order], upper[order]
+        pos = q * (self.tokens * self.columns - 1)
+        lo, hi = math.floor(pos), math.ceil(pos)
+        v_lo = _read_rank(totals, lower, upper, lo)
+        v_hi = _read_rank(totals, lower, upper, hi) if hi != lo else v_lo
+        return v_lo + (pos - lo) * (v_hi - v_lo)
 
     def count_above(self, threshold: float) -> torch.Tensor:
         """Per channel, how many values exceed `threshold` (float64; values in the bin holding
         the threshold are counted in proportion to the part of the bin above it)."""
-        if self.zoom_counts.shape[1]:
-            lower, upper = self.zoom_edges()
-            if lower[0] <= threshold < upper[-1]:
-                return self.zoom_above.double() + _share_above(self.zoom_counts, lower, upper,
-                                                               threshold)
-        lower, upper = self.edges()
-        return _share_above(self.counts, lower, upper, threshold)
+        lower, upper, _ = self.layout()
+        return _share_above(self.store, lower, upper, threshold)
 
     def top_mean(self, k: int) -> torch.Tensor:
         """Per channel, the mean of its k largest values (k <= tokens). In each bin the values
         are read as spread evenly; the top occupied bin ends at the channel's exact maximum."""
-        if _fused_top_mean is not None and self.counts.device.type == "cpu":
-            lower, upper = self.edges()
+        lower, upper, order = self.layout()
+        descending = order.flip(0).contiguous()
+        if _fused_top_mean is not None and self.store.device.type == "cpu":
             out = torch.empty(self.columns, dtype=torch.float64)
-            _fused_top_mean(self.counts.numpy(), lower.numpy(), upper.numpy(),
-                            self.maximum.double().numpy(), k, out.numpy())
+            _fused_top_mean(self.store.numpy(), descending.numpy(), lower.numpy(),
+                            upper.numpy(), self.maximum.double().numpy(), k, out.numpy())
             return out
-        return self._torch_top_mean(k)
+        return self._torch_top_mean(k, descending, lower, upper)
 
-    def _torch_top_mean(self, k: int) -> torch.Tensor:
-        counts = self.matrix().flip(0).double()  # from the top bin down
-        lower, upper = (e.flip(0).reshape(-1, 1) for e in self.edges())
-        upper = torch.minimum(upper, self.maximum.double().reshape(1, -1))
-        lower = torch.minimum(lower, upper)
+    def _torch_top_mean(self, k: int, descending: torch.Tensor, lower: torch.Tensor,
+                        upper: torch.Tensor) -> torch.Tensor:
+        counts = self.store[:, descending].t().double()  # [bins from the top down, columns]
+        upper = torch.minimum(upper[descending].reshape(-1, 1),
+                              self.maximum.double().reshape(1, -1))
+        lower = torch.minimum(lower[descending].reshape(-1, 1), upper)
         before = torch.cumsum(counts, 0) - counts
         taken = torch.minimum((k - before).clamp(min=0), counts)
         # the `taken` largest of `counts` values spread uniformly over [lower, upper]
@@ -182,7 +222,7 @@ class LogHistogram:
         return (taken * mean_taken).sum(dim=0) / k
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.counts, self.zoom_counts))
+        return 0 if self.store is None else self.store.numel() * self.store.element_size()
 
 
 def _read_rank(counts: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, rank: int) -> float:
@@ -198,7 +238,20 @@ def _share_above(counts: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
                  threshold: float) -> torch.Tensor:
     """sum over bins of count * (part of the bin above threshold); counts: [columns, bins]."""
     share = ((upper - threshold) / (upper - lower).clamp_min(1e-300)).clamp(0, 1)
+    if _fused_weighted_sums is not None and counts.device.type == "cpu":
+        out = torch.empty(counts.shape[0], dtype=torch.float64)
+        _fused_weighted_sums(counts.numpy(), share.contiguous().numpy(), out.numpy())
+        return out
     return counts.double() @ share
+
+
+def _bin_totals(counts: torch.Tensor) -> torch.Tensor:
+    """Per bin, the count over all channels (int64, [bins]); counts: [columns, bins]."""
+    if _fused_bin_totals is not None and counts.device.type == "cpu":
+        out = torch.zeros(counts.shape[1], dtype=torch.int64)
+        _fused_bin_totals(counts.numpy(), out.numpy())
+        return out
+    return counts.sum(dim=0, dtype=torch.int64)
 
 
 def exact_quantile(values: torch.Tensor, q: float) -> float:
@@ -212,39 +265,46 @@ def exact_quantile(values: torch.Tensor, q: float) -> float:
 
 
 if njit is not None:
-    @njit(parallel=True, cache=True, nogil=True)
-    def _fused_add(bits, counts, shift, offset, nbins, zoom_counts, zoom_above, zoom_shift,
-                   zoom_offset):  # pragma: no cover
-        """Coarse and zoom-window bin counts of |x|; bits: [columns, tokens] float32 bits of
-        |x|. Channels run in parallel and own their rows, so there are no races."""
-        columns, tokens = bits.shape
-        nzoom = zoom_counts.shape[1]
-        for j in prange(columns):
-            above = 0
-            for t in range(tokens):
-                ubits = bits[j, t]
-                b = (ubits >> shift) - offset
-                if b < 0:
-                    b = 0
-                elif b >= nbins:
-                    b = nbins - 1
-                counts[j, b] += 1
-                if nzoom > 0:
-                    z = (ubits >> zoom_shift) - zoom_offset
-                    if z >= nzoom:
-                        above += 1
-                    elif z >= 0:
-                        zoom_counts[j, z] += 1
-            zoom_above[j] += above
+    TILE_TOKENS = 256  # a tile of 256 tokens x 16 channels (16 KiB) stays in L1 ...
+    TILE_COLUMNS = 16  # ... and 16 float32 channels are one 64-byte cache line
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _fused_top_mean(counts, lower, upper, maximum, k, out):  # pragma: no cover
-        """Walk each channel's bins from the top until k values are taken."""
-        columns, nbins = counts.shape
+    def _fused_add(x, bits, store, total, maximum, shift, offset, nbins, nzoom, zoom_shift,
+                   zoom_offset):  # pragma: no cover
+        """One pass over x [tokens, columns] (float32, and the same memory as int32 bits):
+        one bin increment per value (its fine bin inside the zoom window, else its coarse
+        bin), per-channel float64 sums and maxima of |x|. Threads own blocks of 16 channels,
+        so there are no races; within a block the tokens go by in tiles so that each channel
+        walks its own (L1-resident) bins in turn. No data-dependent branches."""
+        tokens, columns = x.shape
+        nblocks = (columns + TILE_COLUMNS - 1) // TILE_COLUMNS
+        for blk in prange(nblocks):
+            j0 = blk * TILE_COLUMNS
+            j1 = min(j0 + TILE_COLUMNS, columns)
+            for t0 in range(0, tokens, TILE_TOKENS):
+                t1 = min(t0 + TILE_TOKENS, tokens)
+                for j in range(j0, j1):
+                    acc = 0.0
+                    peak = maximum[j]
+                    for t in range(t0, t1):
+                        v = abs(x[t, j])
+                        acc += v
+                        peak = max(peak, v)
+                        ubits = bits[t, j] & 0x7FFFFFFF
+                        coarse = min(max((ubits >> shift) - offset, 0), nbins - 1)
+                        z = (ubits >> zoom_shift) - zoom_offset
+                        store[j, nbins + z if 0 <= z < nzoom else coarse] += 1
+                    total[j] += acc
+                    maximum[j] = peak
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fused_top_mean(counts, descending, lower, upper, maximum, k, out):  # pragma: no cover
+        """Walk each channel's bins from the top value down until k values are taken."""
+        columns = counts.shape[0]
         for j in prange(columns):
             remaining = k
             acc = 0.0
-            for b in range(nbins - 1, -1, -1):
+            for b in descending:
                 c = counts[j, b]
                 if c == 0:
                     continue
@@ -256,6 +316,29 @@ if njit is not None:
                 if remaining == 0:
                     break
             out[j] = acc / k
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fused_weighted_sums(counts, weights, out):  # pragma: no cover
+        """out[j] = sum over bins b of counts[j, b] * weights[b]."""
+        columns, nbins = counts.shape
+        for j in prange(columns):
+            acc = 0.0
+            for b in range(nbins):
+                acc += counts[j, b] * weights[b]
+            out[j] = acc
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _fused_bin_totals(counts, out):  # pragma: no cover
+        """out[b] = sum over channels of counts[:, b]; threads own stripes of 256 bins."""
+        columns, nbins = counts.shape
+        for stripe in prange((nbins + 255) // 256):
+            b0 = stripe * 256
+            b1 = min(b0 + 256, nbins)
+            for j in range(columns):
+                for b in range(b0, b1):
+                    out[b] += counts[j, b]
 else:  # pragma: no cover
     _fused_add = None
     _fused_top_mean = None
+    _fused_weighted_sums = None
+    _fused_bin_totals = None

@@ -81,11 +81,12 @@ def test_histogram_mode_within_bounds_of_exact(q, f, zoom):
 
 
 def test_histogram_memory_does_not_grow_with_tokens():
-    stat = SelectivityWrappedGPT(16, torch.device("cpu"))
-    before = stat.hist.nbytes()
+    stat = SelectivityWrappedGPT(16, torch.device("cpu"), quantile=0.6)
+    stat.add_batch(torch.randn(1, 1000, 16))
+    after_first = stat.hist.nbytes()
     for _ in range(5):
         stat.add_batch(torch.randn(1, 1000, 16))
-    assert stat.hist.nbytes() == before and stat.hist.tokens == 5000
+    assert 0 < stat.hist.nbytes() == after_first and stat.hist.tokens == 6000
 
 
 def test_exact_quantile_is_numpys_linear():
@@ -151,16 +152,30 @@ def test_fused_cpu_kernel_matches_torch_ops(monkeypatch):
     fused = loghist.LogHistogram(70, x.device, zoom_quantile=0.6)
     reference = loghist.LogHistogram(70, x.device, zoom_quantile=0.6)
     fused.add(x)
+    fused.add(x[:40] * 1.001)  # a second batch accumulates; one partial tile
+    threshold = fused.quantile_all(0.6)
+    active = fused.count_above(threshold)
+    coarse_active = loghist._share_above(fused.counts, *fused.edges(), threshold)
     monkeypatch.setattr(loghist, "_fused_add", None)
+    monkeypatch.setattr(loghist, "_fused_bin_totals", None)
+    monkeypatch.setattr(loghist, "_fused_weighted_sums", None)
     reference.add(x)
+    reference.add(x[:40] * 1.001)
+    assert reference.quantile_all(0.6) == threshold
+    assert torch.allclose(reference.count_above(threshold), active, rtol=1e-12)
+    assert torch.allclose(loghist._share_above(reference.counts, *reference.edges(), threshold),
+                          coarse_active, rtol=1e-12)
     assert fused.zoom_counts.shape[1] > 100 and fused.zoom_counts.sum() > 0
+    assert torch.equal(fused.store, reference.store)
     assert torch.equal(fused.counts, reference.counts)
     assert torch.equal(fused.zoom_counts, reference.zoom_counts)
     assert torch.equal(fused.zoom_above, reference.zoom_above)
     assert torch.allclose(fused.total, reference.total, rtol=1e-6)
     assert torch.equal(fused.maximum, reference.maximum)
-    for k in (1, 30, 300):
-        assert torch.allclose(fused.top_mean(k), reference._torch_top_mean(k), rtol=1e-9)
+    fused_top = {k: fused.top_mean(k) for k in (1, 30, 300)}
+    monkeypatch.setattr(loghist, "_fused_top_mean", None)
+    for k, top in fused_top.items():
+        assert torch.allclose(top, reference.top_mean(k), rtol=1e-9)
     # and the counts are where the bin edges say
     lower, upper = fused.edges()
     for j in (3, 10, 50):
@@ -200,3 +215,17 @@ def test_selectivity_floor_defaults_per_method(method, flag, expected):
 
     args = build_parser().parse_args(["--prune_method", method, *flag])
     assert method_options(args, METHODS[method]).selectivity_floor == expected
+
+
+def test_zoom_window_holds_the_first_batch_threshold_when_channels_differ():
+    """The window's centre comes from a strided subsample; a stride sharing a factor with
+    the channel count would see only some channels (here: only the quiet even ones)."""
+    from lib.loghist import LogHistogram
+
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(2048, 64, generator=gen) + 0.5
+    x[:, 1::2] *= 100  # loud odd channels
+    hist = LogHistogram(64, x.device, zoom_quantile=0.6)
+    hist.add(x)
+    lower, upper = hist.zoom_edges()
+    assert lower[0] <= exact_quantile(x.reshape(-1), 0.6) < upper[-1]
