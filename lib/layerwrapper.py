@@ -133,8 +133,37 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
         return Selectivity(self.total_norm(), active.float(), spiky.float(), threshold, tokens)
 
 
+class HessianWrappedGPT(WrappedGPT):
+    """Wanda's norm plus SparseGPT's Hessian H = (2/n) * sum over tokens of x x^T, n = the
+    number of calibration sequences, kept as a float32 running mean (no stored activations).
+    The Cholesky factor of its damped inverse is cached: q/k/v share one object."""
+
+    def __init__(self, columns: int, device: torch.device):
+        super().__init__(columns, device)
+        self.hessian = torch.zeros(columns, columns, dtype=torch.float32, device=device)
+        self._hinv: torch.Tensor | None = None
+
+    def add_batch(self, inp: torch.Tensor) -> None:
+        batch = inp.shape[0] if inp.dim() == 3 else 1
+        x = inp.reshape(-1, inp.shape[-1]).float()
+        seen = self.nsamples + batch
+        self.hessian *= self.nsamples / seen
+        x = x * math.sqrt(2 / seen)
+        self.hessian.addmm_(x.t(), x)
+        self._hinv = None
+        super().add_batch(inp)
+
+    def inverse_cholesky(self, name: str = "") -> torch.Tensor:
+        from lib.obs import inverse_cholesky
+
+        if self._hinv is None:
+            self._hinv = inverse_cholesky(self.hessian, name=name)
+        return self._hinv
+
+
 STATISTICS: dict[str, Callable[[int, torch.device], object]] = {
     "norm": WrappedGPT,
+    "hessian": HessianWrappedGPT,
     "selectivity": SelectivityWrappedGPT,
     "selectivity_exact": ExactSelectivityWrappedGPT,
 }

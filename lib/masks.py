@@ -26,14 +26,18 @@ def row_mask(score: torch.Tensor, ratio: float) -> torch.Tensor:
     return _prune_lowest_per_row(score, counts)
 
 
-def matrix_mask(score: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Prune int(numel * ratio) lowest scores of the whole matrix (magnitude pruning)."""
+def lowest_mask(score: torch.Tensor, k: int) -> torch.Tensor:
+    """Prune the k lowest scores of the whole tensor."""
     flat = score.reshape(-1)
-    k = int(flat.numel() * ratio)
     mask = torch.zeros(flat.numel(), dtype=torch.bool, device=score.device)
     if k > 0:
         mask[torch.argsort(flat, stable=True)[:k]] = True
     return mask.reshape(score.shape)
+
+
+def matrix_mask(score: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Prune int(numel * ratio) lowest scores of the whole matrix (magnitude pruning)."""
+    return lowest_mask(score, int(score.numel() * ratio))
 
 
 def nm_mask(score: torch.Tensor, n: int, m: int) -> torch.Tensor:

@@ -38,6 +38,10 @@ class Method:
     summary: str = ""
     # MethodOptions fields this method sets when the user leaves the flag unset
     option_defaults: tuple[tuple[str, float], ...] = ()
+    # None: zero the masked weights. "obs_fixed": mask from `score` once, then SparseGPT's OBS
+    # update of the rest; "obs_blockwise": mask re-chosen per 128-column block (or N:M group)
+    # on the updated weights, `score` getting those columns (lib/obs.py)
+    update: str | None = None
 
 
 def magnitude_score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> torch.Tensor:
@@ -46,6 +50,11 @@ def magnitude_score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> tor
 
 def wanda_score(weight: torch.Tensor, stat: Any, opts: MethodOptions) -> torch.Tensor:
     return weight.abs() * stat.column_norm().reshape(1, -1)
+
+
+def obs_saliency(weight: torch.Tensor, cols: Any, opts: MethodOptions) -> torch.Tensor:
+    """SparseGPT's w^2 / [H^-1]_jj^2, on a block of columns (see lib.obs.ColumnSlice)."""
+    return weight.pow(2) / cols.hinv_diag.reshape(1, -1).pow(2)
 
 
 def selectivity_factor(sel: Any, opts: MethodOptions, use_idf: bool,
@@ -82,6 +91,18 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "|W_ij| * ||X_j|| * spikiness_j^beta"),
     Method("wanda_select", _selectivity_score(True, True), "selectivity", "row",
            "|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta", IDF_REMEDY),
+    Method("sparsegpt", obs_saliency, "hessian", "block",
+           "w^2 / [H^-1]_jj^2 per 128-column block, OBS update", update="obs_blockwise"),
+    Method("ablate_mag_seq", magnitude_score, "hessian", "matrix",
+           "magnitude mask chosen once, OBS update", update="obs_fixed"),
+    Method("ablate_wanda_seq", wanda_score, "hessian", "row",
+           "wanda mask chosen once, OBS update", update="obs_fixed"),
+    Method("ablate_mag_iter", magnitude_score, "hessian", "block",
+           "magnitude mask per 128-column block on updated weights, OBS update",
+           update="obs_blockwise"),
+    Method("ablate_wanda_iter", wanda_score, "hessian", "block",
+           "wanda mask per 128-column block on updated weights, OBS update",
+           update="obs_blockwise"),
 )}
 
 DENSE = "dense"

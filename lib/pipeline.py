@@ -64,9 +64,12 @@ def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
     if method == DENSE and sparsity.ratio > 0:
         raise UserError("--sparsity_ratio/--sparsity_type need a --prune_method "
                         f"({', '.join(METHODS)})")
-    if method in METHODS and METHODS[method].scope != "row" and sparsity.variant:
-        raise UserError(f"--use_variant compares weights within rows; {method} does not, drop it")
-    if args.save_stats and (method not in METHODS or METHODS[method].statistic is None
+    if method in METHODS and (METHODS[method].scope != "row" or METHODS[method].update) \
+            and sparsity.variant:
+        raise UserError(f"--use_variant is for the zeroing row-wise methods (wanda and the "
+                        f"selectivity methods); drop it for {method}")
+    if args.save_stats and (method not in METHODS
+                            or METHODS[method].statistic not in ("norm", "selectivity")
                             or sparsity.ratio == 0):
         raise UserError("--save_stats needs a pruning method that gathers statistics "
                         "(wanda or a selectivity method) and a sparsity above 0")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from lib.layerwrapper import STATISTICS, InputStatsCollector
 from lib.methods import Method, MethodOptions
 from lib.models import decoder_layers, input_device, module_device
+from lib.obs import prune_with_obs
 from lib.sparsity import Sparsity
 
 log = logging.getLogger(__name__)
@@ -100,8 +101,13 @@ def run_block(block: nn.Module, inps: torch.Tensor, kwargs: dict, outs: torch.Te
 
 @torch.no_grad()
 def prune_linear(linear: nn.Linear, method: Method, stat, sparsity: Sparsity,
-                 opts: MethodOptions) -> None:
+                 opts: MethodOptions, name: str = "") -> None:
     weight = linear.weight.data
+    if method.update is not None:
+        mode = method.update.removeprefix("obs_")
+        weight.copy_(prune_with_obs(weight, stat, method.score, mode, method.scope, sparsity,
+                                    opts, name))
+        return
     score = method.score(weight.float(), stat, opts)
     weight[sparsity.mask(score, method.scope)] = 0
 
@@ -173,7 +179,8 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
         finally:
             collector.remove()
         for name, linear in linears.items():
-            prune_linear(linear, method, collector.stats[name], sparsity, opts)
+            prune_linear(linear, method, collector.stats[name], sparsity, opts,
+                         f"{prefix}.{index}.{name}")
             if stats_out is not None:
                 stats_out.update(layer_stats_tensors(f"{prefix}.{index}.{name}",
                                                      collector.stats[name], opts))

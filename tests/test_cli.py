@@ -44,6 +44,22 @@ def test_cli_prunes_exactly(family, method, kind, request, tmp_path, data_dir):
     assert log[1].split("\t")[0] == method
 
 
+OBS_METHODS = ["sparsegpt", "ablate_mag_seq", "ablate_wanda_seq", "ablate_mag_iter",
+               "ablate_wanda_iter"]
+
+
+@pytest.mark.parametrize("family,method", [("llama", m) for m in OBS_METHODS]
+                         + [("opt", "sparsegpt")])
+@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
+def test_cli_obs_methods_prune_exactly(family, method, kind, request, tmp_path, data_dir):
+    model_dir = request.getfixturevalue(f"tiny_{family}_dir")
+    assert run_cli(model_dir, tmp_path, data_dir, "--prune_method", method,
+                   "--sparsity_ratio", "0.5", "--sparsity_type", kind) == 0
+    res = load_results(tmp_path, method)
+    assert res["actual_sparsity"] == 0.5 and set(res["sparsity_per_layer"]) == {0.5}
+    assert math.isfinite(res["ppl_test"])
+
+
 def test_variant_within_tolerance(tiny_llama_dir, tmp_path, data_dir):
     assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", "wanda",
                    "--sparsity_ratio", "0.6", "--use_variant") == 0
@@ -92,6 +108,9 @@ def error_line(capsys) -> str:
      "conflicts"),
     (["--prune_method", "wanda", "--nsamples", "0"], "--nsamples"),
     (["--prune_method", "magnitude", "--sparsity_ratio", "0.5", "--use_variant"], "variant"),
+    (["--prune_method", "sparsegpt", "--sparsity_ratio", "0.5", "--use_variant"], "variant"),
+    (["--prune_method", "sparsegpt", "--sparsity_ratio", "0.5", "--save_stats", "s.st"],
+     "--save_stats"),
     (["--eval_zero_shot"], "not available yet"),
     (["--dtype", "float8"], "invalid choice"),
 ])

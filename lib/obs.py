@@ -1,0 +1,146 @@
+"""Optimal Brain Surgeon weight updates: SparseGPT and Wanda's ablations.
+
+Given a linear layer's weights W [rows, C] and the Hessian H = (2/n) * sum x x^T of its
+inputs, pruning column by column and spreading each pruned weight's error over the columns
+not yet visited (through the upper Cholesky factor of H^-1) keeps W X close to the dense
+output. Columns go in blocks of BLOCK_SIZE: inside a block the update is a rank-1 step per
+column; after the block, one matrix product carries the block's error to all later columns.
+
+Which weights to prune is the method's business:
+  * "fixed": one mask chosen up front from the method's score (Wanda's *_seq ablations);
+  * "blockwise": the mask re-chosen on the already-updated weights, jointly over each block's
+    columns for unstructured sparsity, per group of M columns for N:M (SparseGPT, *_iter).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from lib import masks
+from lib.sparsity import Sparsity
+
+log = logging.getLogger(__name__)
+
+BLOCK_SIZE = 128
+PERCDAMP = 0.01  # damping added to diag(H), relative to its mean
+DAMP_GROWTH = 10.0  # each failed Cholesky retries with this many times more damping
+DAMP_RETRIES = 4
+
+
+class HessianError(RuntimeError):
+    """H stayed not positive definite even at the largest damping tried."""
+
+
+@dataclass(frozen=True)
+class ColumnSlice:
+    """What a blockwise score sees of the statistic: the same columns as its weights."""
+
+    stat: object
+    start: int
+    stop: int
+    hinv_diag: torch.Tensor  # diag of the Cholesky factor of H^-1 on these columns
+
+    def column_norm(self) -> torch.Tensor:
+        return self.stat.column_norm()[self.start:self.stop]
+
+
+def dead_inputs(hessian: torch.Tensor) -> torch.Tensor:
+    """Inputs that never fired during calibration (diag H = 0)."""
+    return torch.diagonal(hessian) == 0
+
+
+def inverse_cholesky(hessian: torch.Tensor, percdamp: float = PERCDAMP,
+                     name: str = "") -> torch.Tensor:
+    """Upper Cholesky factor U of (H + damp I)^-1 (so H^-1 = U^T U), float32. Dead inputs
+    get H_ii = 1 (their weights are zeroed by the caller: they carry nothing).
+
+    If H + damp I is not positive definite (too few calibration tokens, duplicated inputs),
+    the damping grows by DAMP_GROWTH and the failure is logged, up to DAMP_RETRIES times."""
+    base = hessian.float().clone()
+    dead = dead_inputs(base)
+    base[dead, dead] = 1
+    mean_diag = float(torch.diagonal(base).mean())
+    damp = percdamp
+    for attempt in range(DAMP_RETRIES + 1):
+        damped = base.clone()
+        torch.diagonal(damped).add_(damp * mean_diag)
+        factor, info = torch.linalg.cholesky_ex(damped)
+        if int(info) == 0:
+            upper, info = torch.linalg.cholesky_ex(torch.cholesky_inverse(factor), upper=True)
+            if int(info) == 0:
+                return upper
+        if attempt < DAMP_RETRIES:
+            log.warning("%s: Hessian not positive definite with damping %.3g x mean(diag H); "
+                        "retrying with %.3g", name or "layer", damp, damp * DAMP_GROWTH)
+            damp *= DAMP_GROWTH
+    raise HessianError(f"{name or 'layer'}: Hessian not positive definite even with damping "
+                       f"{damp:g} x mean(diag H); use more calibration samples")
+
+
+def obs_prune(weight: torch.Tensor, hinv: torch.Tensor, sparsity: Sparsity,
+              fixed_mask: torch.Tensor | None = None,
+              block_score: Callable[[torch.Tensor, int, int, torch.Tensor], torch.Tensor]
+              | None = None, block_size: int = BLOCK_SIZE) -> torch.Tensor:
+    """Prune and OBS-update `weight` (float32, modified in place and returned).
+
+    hinv: upper Cholesky factor of H^-1. Exactly one of `fixed_mask` (True = prune) and
+    `block_score(W_cols, start, stop, hinv_diag_cols)` (lower = pruned first) is given."""
+    if (fixed_mask is None) == (block_score is None):
+        raise ValueError("give exactly one of fixed_mask and block_score")
+    rows, cols = weight.shape
+    if sparsity.is_nm and block_size % sparsity.m:
+        block_size -= block_size % sparsity.m  # N:M groups never straddle two blocks
+    pruned = 0
+    for i1 in range(0, cols, block_size):
+        i2 = min(i1 + block_size, cols)
+        w1 = weight[:, i1:i2].clone()
+        h1 = hinv[i1:i2, i1:i2]
+        d1 = torch.diagonal(h1)
+        if fixed_mask is not None:
+            mask1 = fixed_mask[:, i1:i2].clone()
+        elif not sparsity.is_nm:
+            # cumulative rounding: the matrix loses exactly int(ratio * numel) weights
+            k = int(sparsity.ratio * rows * i2) - pruned
+            mask1 = masks.lowest_mask(block_score(w1, i1, i2, d1), k)
+        else:
+            mask1 = torch.zeros_like(w1, dtype=torch.bool)
+        errors = torch.zeros_like(w1)
+        for i in range(i2 - i1):
+            if fixed_mask is None and sparsity.is_nm and i % sparsity.m == 0:
+                group = slice(i, i + sparsity.m)
+                score = block_score(w1[:, group], i1 + i, i1 + i + sparsity.m, d1[group])
+                mask1[:, group] = masks.nm_mask(score, sparsity.n, sparsity.m)
+            column = w1[:, i]
+            kept = torch.where(mask1[:, i], torch.zeros_like(column), column)
+            err = (column - kept) / h1[i, i]
+            # the rank-1 OBS step: later columns of the block absorb this column's error
+            w1[:, i:].sub_(torch.outer(err, h1[i, i:]))
+            w1[:, i] = kept
+            errors[:, i] = err
+        pruned += int(mask1.sum())
+        weight[:, i1:i2] = w1
+        weight[:, i2:].sub_(errors @ hinv[i1:i2, i2:])
+    return weight
+
+
+def prune_with_obs(weight: torch.Tensor, stat, score: Callable, mode: str, scope: str,
+                   sparsity: Sparsity, opts, name: str = "") -> torch.Tensor:
+    """A method's OBS pruning of one linear: returns the new float32 weights.
+
+    mode "fixed": the mask comes from `score(weight, stat, opts)` once, compared in `scope`
+    like the zeroing methods; mode "blockwise": `score(W_cols, ColumnSlice, opts)` per block
+    or N:M group on the updated weights."""
+    w = weight.float().clone()
+    w[:, dead_inputs(stat.hessian)] = 0
+    hinv = stat.inverse_cholesky(name)
+    if mode == "fixed":
+        mask = sparsity.mask(score(w, stat, opts), scope)  # dead inputs score 0: pruned first
+        return obs_prune(w, hinv, sparsity, fixed_mask=mask)
+
+    def block_score(cols: torch.Tensor, start: int, stop: int,
+                    hinv_diag: torch.Tensor) -> torch.Tensor:
+        return score(cols, ColumnSlice(stat, start, stop, hinv_diag), opts)
+    return obs_prune(w, hinv, sparsity, block_score=block_score)
