@@ -35,7 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", default=None,
                    help="directory for log_/results_ files (default out/<model>/<type>_<ratio>)")
     p.add_argument("--save_model", default=None, help="directory to save the pruned model")
-    p.add_argument("--eval_zero_shot", action="store_true", help="zero-shot evaluation")
+    p.add_argument("--eval_zero_shot", action="store_true",
+                   help="zero-shot accuracy with lm-evaluation-harness 0.4 on the model in memory")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated lm-eval tasks (default: Wanda's seven: boolq, rte, "
+                        "hellaswag, winogrande, arc_easy, arc_challenge, openbookqa)")
+    p.add_argument("--tasks_include_path", default=None,
+                   help="directory of extra lm-eval task YAML files (e.g. local datasets)")
+    p.add_argument("--zero_shot_limit", type=int, default=None,
+                   help="at most this many examples per task (default all)")
+    p.add_argument("--zero_shot_batch_size", type=int, default=1, help="lm-eval batch size")
     p.add_argument("--seqlen", type=int, default=None,
                    help="calibration/evaluation window (default min(context, 4096))")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lib import data, models, results
+from lib import data, models, results, zeroshot
 from lib.errors import UserError
 from lib.eval import perplexity
 from lib.methods import DENSE, METHODS, Method, MethodOptions
@@ -48,8 +48,17 @@ def method_options(args: argparse.Namespace, method: Method | None = None) -> Me
 
 
 def _validate(args: argparse.Namespace) -> tuple[Sparsity, str]:
-    if args.eval_zero_shot:
-        raise UserError("--eval_zero_shot is not available yet in this version; drop the flag")
+    zero_shot_flags = [flag for flag, value in (
+        ("--tasks", args.tasks), ("--tasks_include_path", args.tasks_include_path),
+        ("--zero_shot_limit", args.zero_shot_limit)) if value is not None]
+    if zero_shot_flags and not args.eval_zero_shot:
+        raise UserError(f"{zero_shot_flags[0]} needs --eval_zero_shot")
+    if args.zero_shot_limit is not None and args.zero_shot_limit < 1:
+        raise UserError(f"--zero_shot_limit {args.zero_shot_limit}: need at least 1 example")
+    if args.zero_shot_batch_size < 1:
+        raise UserError(f"--zero_shot_batch_size {args.zero_shot_batch_size} must be >= 1")
+    if args.tasks_include_path is not None and not os.path.isdir(args.tasks_include_path):
+        raise UserError(f"--tasks_include_path {args.tasks_include_path} is not a directory")
     if args.nsamples < 1:
         raise UserError(f"--nsamples {args.nsamples}: need at least 1 calibration sample")
     if args.seqlen is not None and args.seqlen < 2:
@@ -90,6 +99,7 @@ class Plan:
     device: torch.device
     dtype: torch.dtype
     save: str
+    zero_shot: zeroshot.ZeroShotPlan | None = None
 
     @property
     def prunes(self) -> bool:
@@ -119,6 +129,10 @@ def plan_run(args: argparse.Namespace) -> Plan:
                           evaluate=True)
     results.check_save_dir(plan.save, method_name, results.config_of(new_record(plan)),
                            args.overwrite)
+    if args.eval_zero_shot:  # loads the task data now: fail before the pruning, not after
+        plan.zero_shot = zeroshot.prepare(zeroshot.parse_tasks(args.tasks),
+                                          args.tasks_include_path, args.zero_shot_limit,
+                                          args.zero_shot_batch_size)
     return plan
 
 
@@ -192,6 +206,17 @@ def evaluate_phase(plan: Plan, model, tokenizer, record: dict) -> None:
     log.info("results written to %s", path)
 
 
+def zero_shot_phase(plan: Plan, model, tokenizer, record: dict) -> None:
+    summary = zeroshot.evaluate(model, tokenizer, plan.zero_shot, plan.device)
+    print(zeroshot.format_table(summary), flush=True)
+    path = results.write_json(plan.save, f"zero_shot_{plan.method_name}.json",
+                              {"method": plan.method_name, "model": plan.args.model, **summary})
+    record["zero_shot"] = {"mean_acc": summary["mean_acc"], "file": os.path.basename(path),
+                           "acc": {t: row["acc"] for t, row in summary["tasks"].items()}}
+    results.write_results(plan.save, plan.method_name, record)
+    log.info("zero-shot results written to %s", path)
+
+
 def run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
     record = new_record(plan)
@@ -205,4 +230,6 @@ def run(args: argparse.Namespace) -> int:
     record["versions"] = results.versions()
     prune_phase(plan, model, tokenizer, record)
     evaluate_phase(plan, model, tokenizer, record)
+    if plan.zero_shot is not None:
+        zero_shot_phase(plan, model, tokenizer, record)
     return 0

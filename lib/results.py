@@ -50,8 +50,12 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def write_results(save: str, method: str, record: dict) -> Path:
-    path = results_path(save, method)
-    _atomic_write(path, json.dumps(record, indent=2, sort_keys=False) + "\n")
+    return write_json(save, results_path(save, method).name, record)
+
+
+def write_json(save: str, name: str, payload: dict) -> Path:
+    path = Path(save) / name
+    _atomic_write(path, json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
 
 

@@ -111,7 +111,9 @@ def error_line(capsys) -> str:
     (["--prune_method", "sparsegpt", "--sparsity_ratio", "0.5", "--use_variant"], "variant"),
     (["--prune_method", "sparsegpt", "--sparsity_ratio", "0.5", "--save_stats", "s.st"],
      "--save_stats"),
-    (["--eval_zero_shot"], "not available yet"),
+    (["--tasks", "rte"], "needs --eval_zero_shot"),
+    (["--eval_zero_shot", "--zero_shot_limit", "0"], "--zero_shot_limit"),
+    (["--eval_zero_shot", "--tasks_include_path", "/no/such/dir"], "not a directory"),
     (["--dtype", "float8"], "invalid choice"),
 ])
 def test_bad_flags_one_line(args, needle, tiny_llama_dir, tmp_path, data_dir, capsys):
