@@ -100,6 +100,7 @@ class Plan:
     dtype: torch.dtype
     save: str
     zero_shot: zeroshot.ZeroShotPlan | None = None
+    already_done: bool = False  # --skip_if_done found this configuration's finished results
 
     @property
     def prunes(self) -> bool:
@@ -127,8 +128,12 @@ def plan_run(args: argparse.Namespace) -> Plan:
                 args.save or default_save_dir(source, sparsity))
     data.check_data_files(args.data_dir, args.calib_dataset if plan.needs_calibration else None,
                           evaluate=True)
-    results.check_save_dir(plan.save, method_name, results.config_of(new_record(plan)),
-                           args.overwrite)
+    config = results.config_of(new_record(plan))
+    needs = ("zero_shot",) if args.eval_zero_shot else ()
+    if args.skip_if_done and results.finished(plan.save, method_name, config, needs):
+        plan.already_done = True
+        return plan
+    results.check_save_dir(plan.save, method_name, config, args.overwrite)
     if args.eval_zero_shot:  # loads the task data now: fail before the pruning, not after
         plan.zero_shot = zeroshot.prepare(zeroshot.parse_tasks(args.tasks),
                                           args.tasks_include_path, args.zero_shot_limit,
@@ -219,6 +224,10 @@ def zero_shot_phase(plan: Plan, model, tokenizer, record: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     plan = plan_run(args)
+    if plan.already_done:
+        print(f"skip: {results.results_path(plan.save, plan.method_name)} already holds this "
+              "configuration's finished results", flush=True)
+        return 0
     record = new_record(plan)
     log.info("model %s | method %s | sparsity %s %.4g | seqlen %d | nsamples %d | device %s | "
              "dtype %s | save %s", args.model, plan.method_name, plan.sparsity.type_name,

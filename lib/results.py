@@ -27,6 +27,17 @@ def config_of(record: dict) -> dict:
     return {k: record.get(k) for k in CONFIG_KEYS}
 
 
+def finished(save: str, method: str, config: dict, needs: tuple[str, ...] = ()) -> bool:
+    """True when `save` already holds a completed run of exactly this configuration (and the
+    keys in `needs`, e.g. zero-shot results)."""
+    try:
+        old = json.loads(results_path(save, method).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (old.get("status") == "done" and config_of(old) == config
+            and all(key in old for key in needs))
+
+
 def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> None:
     """Refuse to replace the results of a different configuration in the same directory."""
     path = results_path(save, method)

@@ -1,0 +1,96 @@
+"""Method sweeps: run main.py once per method into one tree, resumably, then summarize.
+
+  python -m lib.sweep MODEL [SPARSITY] [TYPE] [--methods a,b,c] [--out_root DIR] [-- main.py flags]
+
+Each run is its own process (a crash or out-of-memory in one leaves the others), writes to
+<out_root>/<type>/<sparsity>/<method>/ with a run.log, and is skipped when that directory
+already holds its finished results for the same configuration (main.py --skip_if_done).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lib import summary
+from lib.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_METHODS = ("wanda", "wanda_idf", "wanda_spiky", "wanda_select")
+
+
+def model_short_name(model: str) -> str:
+    from lib.models import resolve_model
+
+    try:
+        return resolve_model(model).short_name
+    except UserError:  # every run will then fail with main.py's own one-line message
+        return Path(model.rstrip("/")).name or "model"
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    p = argparse.ArgumentParser(prog="run_selectivity_experiments.sh", description=__doc__,
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("sparsity", nargs="?", default="0.5")
+    p.add_argument("type", nargs="?", default="unstructured")
+    p.add_argument("--methods", default=os.environ.get("METHODS", ",".join(DEFAULT_METHODS)),
+                   help="comma- or space-separated methods (default: $METHODS, else "
+                        f"{','.join(DEFAULT_METHODS)})")
+    p.add_argument("--out_root", default=None,
+                   help="default out/<model-short-name>_selectivity")
+    p.add_argument("--baseline", default="wanda", help="method the summary compares against")
+    args = p.parse_args(argv)
+    args.methods = [m for m in args.methods.replace(",", " ").split() if m]
+    if not args.methods:
+        p.error("--methods is empty")
+    return args, extra
+
+
+def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
+    """Run a command, echoing its output and saving it; returns (exit status, skipped)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    skipped = False
+    with open(log_path, "a", encoding="utf-8") as log, subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            bufsize=1) as proc:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            log.write(line)
+            skipped |= line.startswith("skip: ")
+    return proc.returncode, skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    root = Path(args.out_root or f"out/{model_short_name(args.model)}_selectivity")
+    group = root / args.type.replace(":", "-") / args.sparsity
+    outcome: dict[str, str] = {}
+    for i, method in enumerate(args.methods, 1):
+        save = group / method
+        print(f"=== [{i}/{len(args.methods)}] {method} -> {save}", flush=True)
+        cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model,
+               "--prune_method", method, "--sparsity_ratio", args.sparsity,
+               "--sparsity_type", args.type, "--save", str(save), "--skip_if_done", *extra]
+        rc, skipped = run_one(cmd, save / "run.log")
+        outcome[method] = "skipped (finished results exist)" if skipped else (
+            "done" if rc == 0 else f"FAILED (exit {rc}, see {save / 'run.log'})")
+        print(f"=== {method}: {outcome[method]}", flush=True)
+    table, text = summary.write_summary([group], group, args.baseline)
+    summary.write_summary([root], root, args.baseline)
+    print(f"\nsummary ({group}; also summary.csv, summary.md, ppl_vs_sparsity.png there):")
+    print(text)
+    failed = [m for m, state in outcome.items() if state.startswith("FAILED")]
+    for method in failed:
+        print(f"failed: {method}: {outcome[method]}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
