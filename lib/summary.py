@@ -16,7 +16,7 @@ def load_results(roots: list[str | Path]) -> list[dict]:
     """Every results_*.json under the roots (status done or pruned), with its path."""
     rows = []
     for root in roots:
-        for path in sorted(Path(root).rglob("results_*.json")):
+        for path in sorted(Path(root).rglob("*results_*.json")):
             try:
                 record = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):
