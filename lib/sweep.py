@@ -54,17 +54,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
-    """Run a command, echoing its output and saving it; returns (exit status, skipped)."""
+    """Run a command, echoing its output (progress bars intact) and saving it; returns
+    (exit status, whether main.py skipped the run as already finished)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    skipped = False
-    with open(log_path, "a", encoding="utf-8") as log, subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            bufsize=1) as proc:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            log.write(line)
-            skipped |= line.startswith("skip: ")
-    return proc.returncode, skipped
+    seen = b""
+    with open(log_path, "ab") as log, subprocess.Popen(
+            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            log.write(chunk)
+            seen = (seen + chunk)[-4096:] if b"skip: " not in seen else seen
+    return proc.returncode, b"skip: " in seen
 
 
 def main(argv: list[str] | None = None) -> int:
