@@ -92,27 +92,37 @@ def to_csv(table: list[dict]) -> str:
 
 
 def plot_ppl_vs_sparsity(rows: list[dict], path: str | Path) -> Path:
-    """Perplexity against actual sparsity, one line per method (N:M runs as their own series),
-    log-scale y."""
+    """Perplexity against the target sparsity, one line per method (N:M runs as their own
+    series, square markers), log-scale y. With a single sparsity in the tree, methods go on
+    the x axis instead, one series per sparsity type."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, list[tuple[float, float]]] = {}
-    for r in rows:
-        if r.get("ppl_test") is None or r.get("actual_sparsity") is None:
-            continue
-        kind = r.get("sparsity_type")
-        name = str(r.get("method")) + ("" if kind == "unstructured" else f" ({kind})")
-        series.setdefault(name, []).append((r["actual_sparsity"], r["ppl_test"]))
+    done = [r for r in rows if r.get("ppl_test") is not None and r.get("method") != "dense"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    for name, points in sorted(series.items()):
-        points.sort()
-        xs, ys = zip(*points)
-        ax.plot(xs, ys, marker="o" if "(" not in name else "s", label=name)
+    if len({r.get("sparsity_ratio") for r in done}) > 1:
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in done:
+            kind = r.get("sparsity_type")
+            name = str(r.get("method")) + ("" if kind == "unstructured" else f" ({kind})")
+            series.setdefault(name, []).append((r["sparsity_ratio"], r["ppl_test"]))
+        for name, points in sorted(series.items()):
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="s" if "(" in name else "o", label=name)
+        ax.set_xlabel("sparsity")
+    else:
+        methods = list(dict.fromkeys(str(r.get("method")) for r in done))
+        for kind in dict.fromkeys(r.get("sparsity_type") for r in done):
+            points = [(methods.index(str(r["method"])), r["ppl_test"]) for r in done
+                      if r.get("sparsity_type") == kind]
+            xs, ys = zip(*sorted(points))
+            ax.plot(xs, ys, marker="s" if kind != "unstructured" else "o", linestyle="none",
+                    markersize=8, label=f"{kind} {done[0].get('sparsity_ratio'):g}")
+        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        ax.set_xlabel("method")
     ax.set_yscale("log")
-    ax.set_xlabel("actual sparsity")
     ax.set_ylabel("WikiText-2 perplexity")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
