@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write every pruned linear's input statistics to this .safetensors")
     p.add_argument("--overwrite", action="store_true",
                    help="replace results of a different configuration in --save")
+    p.add_argument("--run_name", default=None,
+                   help="a label stored in the results (sweeps name method variants with it)")
     p.add_argument("--skip_if_done", action="store_true",
                    help="exit at once when --save already holds this configuration's finished "
                         "results (resumable sweeps)")

@@ -153,7 +153,7 @@ def new_record(plan: Plan) -> dict:
         "ppl_formula": args.ppl_formula,
         "method_options": plan.opts.as_dict() if uses_selectivity else {},
         "device": str(plan.device), "data_dir": args.data_dir,
-        "model_source": plan.source.kind, "status": "started",
+        "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
     }
 
 

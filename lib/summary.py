@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
-          "vs_baseline_pct", "prune_seconds", "nsamples", "seqlen", "eval_windows_used", "seed")
+          "vs_baseline_pct", "prune_seconds", "seeds", "ppl_sd", "diff_mean", "diff_ci_low",
+          "diff_ci_high", "lower_on", "verdict", "nsamples", "seqlen", "eval_windows_used")
 
 
 def load_results(roots: list[str | Path]) -> list[dict]:
@@ -31,23 +32,91 @@ def _group_key(row: dict) -> tuple:
             str(row.get("sparsity_type")), float(row.get("sparsity_ratio") or 0))
 
 
+def label_of(row: dict) -> str:
+    """A sweep entry's name (method plus options) when the run has one, else the method."""
+    return str(row.get("run_name") or row.get("method"))
+
+
+def mean_sd(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+
+
+def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Student-t confidence interval of the mean (None for fewer than two values)."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n < 2:
+        return None
+    mean, sd = mean_sd(values)
+    half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+def _paired(runs: dict[int, dict], base: dict[int, dict] | None) -> dict:
+    """Method minus baseline perplexity on the seeds both have: mean, 95% t interval, how many
+    seeds were lower, and the verdict the interval supports."""
+    if not base:
+        return {}
+    seeds = sorted(set(runs) & set(base))
+    diffs = [runs[k]["ppl_test"] - base[k]["ppl_test"] for k in seeds
+             if runs[k].get("ppl_test") is not None and base[k].get("ppl_test") is not None]
+    if not diffs:
+        return {}
+    interval = t_interval(diffs)
+    verdict = None
+    if interval is not None:
+        verdict = "better" if interval[1] < 0 else "worse" if interval[0] > 0 else "n.s."
+    return {"diff_mean": sum(diffs) / len(diffs),
+            "diff_ci_low": interval[0] if interval else None,
+            "diff_ci_high": interval[1] if interval else None,
+            "lower_on": f"{sum(d < 0 for d in diffs)}/{len(diffs)}", "verdict": verdict}
+
+
 def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
-    """One row per run, grouped by sparsity type and ratio; `vs_baseline_pct` is the change of
-    perplexity against the baseline method's run in the same group (None without one)."""
-    table = []
-    groups: dict[tuple, list[dict]] = {}
+    """One row per method (or sweep entry) per sparsity type and ratio, over its seeds:
+    mean and sd of perplexity, the change of the mean against the baseline in %, and the
+    paired difference against the baseline on the same seeds (mean, 95% t interval, seeds
+    where the method was lower, verdict: better / worse only when the interval excludes 0)."""
+    groups: dict[tuple, dict[str, dict[int, dict]]] = {}
     for row in rows:
-        groups.setdefault(_group_key(row), []).append(row)
+        by_label = groups.setdefault(_group_key(row), {})
+        by_label.setdefault(label_of(row), {})[int(row.get("seed") or 0)] = row
+    table = []
     for key in sorted(groups):
         members = groups[key]
-        base = next((r.get("ppl_test") for r in members if r.get("method") == baseline), None)
-        for r in sorted(members, key=lambda r: (r.get("method") != baseline,
-                                                r.get("ppl_test") or math.inf)):
-            ppl = r.get("ppl_test")
-            delta = None
-            if base and ppl is not None:
-                delta = 100 * (ppl / base - 1)
-            table.append({**{f: r.get(f) for f in FIELDS}, "vs_baseline_pct": delta})
+        base = members.get(baseline)
+        summaries = []
+        for label, runs in members.items():
+            ppls = [r["ppl_test"] for r in runs.values() if r.get("ppl_test") is not None]
+            mean, sd = mean_sd(ppls) if ppls else (None, None)
+            first = next(iter(runs.values()))
+            sparsities = [r.get("actual_sparsity") for r in runs.values()
+                          if r.get("actual_sparsity") is not None]
+            seconds = [r.get("prune_seconds") for r in runs.values()
+                       if r.get("prune_seconds") is not None]
+            summaries.append({
+                "method": label, "sparsity_type": first.get("sparsity_type"),
+                "sparsity_ratio": first.get("sparsity_ratio"),
+                "actual_sparsity": sum(sparsities) / len(sparsities) if sparsities else None,
+                "ppl_test": mean, "ppl_sd": sd, "seeds": len(runs),
+                "prune_seconds": sum(seconds) / len(seconds) if seconds else None,
+                "nsamples": first.get("nsamples"), "seqlen": first.get("seqlen"),
+                "eval_windows_used": first.get("eval_windows_used"),
+                **{k: None for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "lower_on",
+                                     "verdict")},
+                **(_paired(runs, base) if label != baseline else {})})
+        base_mean = next((r["ppl_test"] for r in summaries if r["method"] == baseline), None)
+        for r in summaries:
+            r["vs_baseline_pct"] = (100 * (r["ppl_test"] / base_mean - 1)
+                                    if base_mean and r["ppl_test"] is not None else None)
+        summaries.sort(key=lambda r: (r["method"] != baseline, r["ppl_test"] or math.inf))
+        table += summaries
     return table
 
 
@@ -69,16 +138,28 @@ def to_markdown(table: list[dict], baseline: str = "wanda") -> str:
 
 
 def to_text(table: list[dict], baseline: str = "wanda") -> str:
-    header = (f"{'method':22s} {'type':>12s} {'ratio':>6s} {'actual_sparsity':>15s} "
+    seeded = any((row.get("seeds") or 1) > 1 for row in table)
+    header = (f"{'method':40s} {'type':>12s} {'ratio':>6s} {'actual_sparsity':>15s} "
               f"{'ppl_test':>12s} {'vs ' + baseline:>10s} {'prune_s':>9s}")
+    if seeded:
+        header += f" {'seeds':>5s} {'sd':>8s} {'paired diff [95% CI]':>28s} {'lower':>6s} verdict"
     lines = [header]
     for row in table:
         delta = row["vs_baseline_pct"]
-        lines.append(f"{str(row['method']):22s} {str(row['sparsity_type']):>12s} "
-                     f"{_cell(row['sparsity_ratio']):>6s} {_cell(row['actual_sparsity']):>15s} "
-                     f"{_cell(row['ppl_test']):>12s} "
-                     f"{'' if delta is None else f'{delta:+.2f}%':>10s} "
-                     f"{_cell(row['prune_seconds']):>9s}")
+        line = (f"{str(row['method']):40s} {str(row['sparsity_type']):>12s} "
+                f"{_cell(row['sparsity_ratio']):>6s} {_cell(row['actual_sparsity']):>15s} "
+                f"{_cell(row['ppl_test']):>12s} "
+                f"{'' if delta is None else f'{delta:+.2f}%':>10s} "
+                f"{_cell(row['prune_seconds']):>9s}")
+        if seeded:
+            diff = ""
+            if row["diff_mean"] is not None:
+                diff = f"{row['diff_mean']:+.2f}"
+                if row["diff_ci_low"] is not None:
+                    diff += f" [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]"
+            line += (f" {row['seeds']:>5d} {_cell(row['ppl_sd']):>8s} {diff:>28s} "
+                     f"{row['lower_on'] or '':>6s} {row['verdict'] or ''}")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -103,24 +184,33 @@ def plot_ppl_vs_sparsity(rows: list[dict], path: str | Path) -> Path:
     done = [r for r in rows if r.get("ppl_test") is not None and r.get("method") != "dense"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if len({r.get("sparsity_ratio") for r in done}) > 1:
-        series: dict[str, list[tuple[float, float]]] = {}
+        series: dict[str, dict[float, list[float]]] = {}
         for r in done:
             kind = r.get("sparsity_type")
-            name = str(r.get("method")) + ("" if kind == "unstructured" else f" ({kind})")
-            series.setdefault(name, []).append((r["sparsity_ratio"], r["ppl_test"]))
-        for name, points in sorted(series.items()):
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="s" if "(" in name else "o", label=name)
+            name = label_of(r) + ("" if kind == "unstructured" else f" ({kind})")
+            series.setdefault(name, {}).setdefault(r["sparsity_ratio"], []).append(r["ppl_test"])
+        for name, by_ratio in sorted(series.items()):
+            xs = sorted(by_ratio)
+            line, = ax.plot(xs, [mean_sd(by_ratio[x])[0] for x in xs],
+                            marker="s" if "(" in name else "o", label=name)
+            for x in xs:  # every seed's run, so the spread shows
+                ax.scatter([x] * len(by_ratio[x]), by_ratio[x], s=10, alpha=0.4,
+                           color=line.get_color())
         ax.set_xlabel("sparsity")
     else:
-        methods = list(dict.fromkeys(str(r.get("method")) for r in done))
-        for kind in dict.fromkeys(r.get("sparsity_type") for r in done):
-            points = [(methods.index(str(r["method"])), r["ppl_test"]) for r in done
-                      if r.get("sparsity_type") == kind]
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, marker="s" if kind != "unstructured" else "o", linestyle="none",
-                    markersize=8, label=f"{kind} {done[0].get('sparsity_ratio'):g}")
-        ax.set_xticks(range(len(methods)), methods, rotation=20)
+        labels = list(dict.fromkeys(label_of(r) for r in done))
+        for offset, kind in enumerate(dict.fromkeys(r.get("sparsity_type") for r in done)):
+            runs = [r for r in done if r.get("sparsity_type") == kind]
+            x_of = {label: i + 0.12 * offset for i, label in enumerate(labels)}
+            seeds_x = [x_of[label_of(r)] for r in runs]
+            points = ax.scatter(seeds_x, [r["ppl_test"] for r in runs], s=12, alpha=0.45)
+            means = {label: mean_sd([r["ppl_test"] for r in runs if label_of(r) == label])[0]
+                     for label in labels if any(label_of(r) == label for r in runs)}
+            ax.scatter([x_of[label] for label in means], list(means.values()), s=70,
+                       marker="s" if kind != "unstructured" else "o",
+                       color=points.get_facecolor()[0][:3],
+                       label=f"{kind} {runs[0].get('sparsity_ratio'):g} (mean; dots: seeds)")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=7)
         ax.set_xlabel("method")
     ax.set_yscale("log")
     ax.set_ylabel("WikiText-2 perplexity")

@@ -1,10 +1,16 @@
-"""Method sweeps: run main.py once per method into one tree, resumably, then summarize.
+"""Method sweeps: run main.py once per method (and seed) into one tree, resumably, then
+summarize.
 
-  python -m lib.sweep MODEL [SPARSITY] [TYPE] [--methods a,b,c] [--out_root DIR] [-- main.py flags]
+  python -m lib.sweep MODEL [SPARSITY] [TYPE] [--methods ENTRIES] [--seeds 0,1,2]
+                      [--out_root DIR] [-- main.py flags]
 
-Each run is its own process (a crash or out-of-memory in one leaves the others), writes to
-<out_root>/<type>/<sparsity>/<method>/ with a run.log, and is skipped when that directory
-already holds its finished results for the same configuration (main.py --skip_if_done).
+An entry is a method, or a method with selectivity options, each its own row:
+  wanda_select:idf_power=0.25,spiky_power=0.5
+(keys: activity_quantile, spike_top_frac, idf_offset, idf_power, spiky_power,
+selectivity_floor). Each run is its own process (a crash or out-of-memory in one leaves the
+others) and writes to <out_root>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/)
+with a run.log; it is skipped when that directory already holds its finished results for the
+same configuration (main.py --skip_if_done). The seed changes only the calibration windows.
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ import sys
 from pathlib import Path
 
 from lib import summary
+from lib.entries import Entry, parse_entry, parse_seeds, split_entries
 from lib.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,15 +48,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("sparsity", nargs="?", default="0.5")
     p.add_argument("type", nargs="?", default="unstructured")
     p.add_argument("--methods", default=os.environ.get("METHODS", ",".join(DEFAULT_METHODS)),
-                   help="comma- or space-separated methods (default: $METHODS, else "
+                   help="comma- or space-separated entries (default: $METHODS, else "
                         f"{','.join(DEFAULT_METHODS)})")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated calibration seeds, e.g. 0,1,2,3,4 (default: 0 only)")
     p.add_argument("--out_root", default=None,
                    help="default out/<model-short-name>_selectivity")
     p.add_argument("--baseline", default="wanda", help="method the summary compares against")
     args = p.parse_args(argv)
-    args.methods = [m for m in args.methods.replace(",", " ").split() if m]
-    if not args.methods:
-        p.error("--methods is empty")
+    args.entries = [parse_entry(text) for text in split_entries(args.methods)]
+    if not args.entries:
+        raise UserError("--methods is empty")
+    args.seed_list = parse_seeds(args.seeds) if args.seeds is not None else None
     return args, extra
 
 
@@ -68,28 +78,48 @@ def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
     return proc.returncode, b"skip: " in seen
 
 
+def planned_runs(args: argparse.Namespace, group: Path) -> list[tuple[Entry, int, Path]]:
+    runs = []
+    for entry in args.entries:
+        if args.seed_list is None:
+            runs.append((entry, 0, group / entry.dirname))
+        else:
+            runs += [(entry, seed, group / entry.dirname / f"seed{seed}")
+                     for seed in args.seed_list]
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
-    args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        args, extra = parse_args(sys.argv[1:] if argv is None else argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     root = Path(args.out_root or f"out/{model_short_name(args.model)}_selectivity")
     group = root / args.type.replace(":", "-") / args.sparsity
+    runs = planned_runs(args, group)
     outcome: dict[str, str] = {}
-    for i, method in enumerate(args.methods, 1):
-        save = group / method
-        print(f"=== [{i}/{len(args.methods)}] {method} -> {save}", flush=True)
-        cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model,
-               "--prune_method", method, "--sparsity_ratio", args.sparsity,
-               "--sparsity_type", args.type, "--save", str(save), "--skip_if_done", *extra]
+    for i, (entry, seed, save) in enumerate(runs, 1):
+        name = entry.label + (f" seed {seed}" if args.seed_list is not None else "")
+        print(f"=== [{i}/{len(runs)}] {name} -> {save}", flush=True)
+        cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model, *entry.flags(),
+               "--sparsity_ratio", args.sparsity, "--sparsity_type", args.type,
+               "--save", str(save), "--skip_if_done", *extra]
+        if args.seed_list is not None:
+            cmd += ["--seed", str(seed)]
+        if entry.options:
+            cmd += ["--run_name", entry.label]
         rc, skipped = run_one(cmd, save / "run.log")
-        outcome[method] = "skipped (finished results exist)" if skipped else (
+        outcome[name] = "skipped (finished results exist)" if skipped else (
             "done" if rc == 0 else f"FAILED (exit {rc}, see {save / 'run.log'})")
-        print(f"=== {method}: {outcome[method]}", flush=True)
+        print(f"=== {name}: {outcome[name]}", flush=True)
     table, text = summary.write_summary([group], group, args.baseline)
     summary.write_summary([root], root, args.baseline)
     print(f"\nsummary ({group}; also summary.csv, summary.md, ppl_vs_sparsity.png there):")
     print(text)
-    failed = [m for m, state in outcome.items() if state.startswith("FAILED")]
-    for method in failed:
-        print(f"failed: {method}: {outcome[method]}", file=sys.stderr)
+    failed = [name for name, state in outcome.items() if state.startswith("FAILED")]
+    for name in failed:
+        print(f"failed: {name}: {outcome[name]}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -15,11 +15,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_selectivity_experiments.sh"
 
 
-def sweep(model_dir, out_root, data_dir, methods: str, *sparsity) -> subprocess.CompletedProcess:
+def sweep(model_dir, out_root, data_dir, methods: str, *sparsity,
+          extra: list[str] = ()) -> subprocess.CompletedProcess:
+    seeds = list(extra[:2]) if extra[:1] == ["--seeds"] else []
+    passthrough = list(extra[2:]) if seeds else list(extra)
     return subprocess.run(
-        ["bash", str(SCRIPT), str(model_dir), *sparsity, "--methods", methods,
+        ["bash", str(SCRIPT), str(model_dir), *sparsity, "--methods", methods, *seeds,
          "--out_root", str(out_root), "--", "--nsamples", "2", "--seqlen", "32",
-         "--eval_windows", "2", "--data_dir", str(data_dir)],
+         "--eval_windows", "2", "--data_dir", str(data_dir), *passthrough],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
@@ -37,11 +40,42 @@ def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, 
     assert "magnitude" in first.stdout and "ppl_test" in first.stdout
 
     before = (group / "wanda" / "results_wanda.json").stat().st_mtime_ns
-    second = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,not_a_method,magnitude")
-    assert second.returncode != 0
-    assert second.stdout.count("skipped (finished results exist)") == 2
-    assert "not_a_method: FAILED" in second.stdout and "not_a_method" in second.stderr
+    second = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
+    assert second.returncode == 0 and second.stdout.count("skipped (finished results exist)") == 2
     assert (group / "wanda" / "results_wanda.json").stat().st_mtime_ns == before
+
+
+def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_llama_dir, tmp_path, data_dir):
+    # --use_variant suits wanda but not the OBS ablation: that one run fails
+    proc = sweep(tiny_llama_dir, tmp_path, data_dir, "ablate_mag_seq,wanda", "0.5",
+                 "unstructured", extra=["--use_variant"])
+    assert proc.returncode != 0
+    assert "ablate_mag_seq: FAILED" in proc.stdout and "ablate_mag_seq" in proc.stderr
+    group = tmp_path / "unstructured" / "0.5"
+    assert json.loads((group / "wanda" / "results_wanda.json").read_text())["status"] == "done"
+    assert not (group / "ablate_mag_seq" / "results_ablate_mag_seq.json").exists()
+
+
+def test_malformed_entry_is_refused_before_anything_runs(tiny_llama_dir, tmp_path, data_dir):
+    proc = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,wanda_select:idf_power=abc")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1 and "idf_power" in errors[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_two_seed_sweep_gives_one_row_per_entry_with_spread(tiny_llama_dir, tmp_path, data_dir):
+    proc = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,wanda_spiky:spiky_power=0.5",
+                 "0.5", "2:4", extra=["--seeds", "0,1"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    group = tmp_path / "2-4" / "0.5"
+    record = json.loads((group / "wanda_spiky__spiky_power=0.5" / "seed1" /
+                         "results_wanda_spiky.json").read_text())
+    assert record["seed"] == 1 and record["run_name"] == "wanda_spiky:spiky_power=0.5"
+    assert record["method_options"]["spiky_power"] == 0.5
+    rows = list(csv.DictReader((group / "summary.csv").open()))
+    assert [r["method"] for r in rows] == ["wanda", "wanda_spiky:spiky_power=0.5"]
+    assert all(r["seeds"] == "2" and float(r["ppl_sd"]) > 0 for r in rows)
+    assert rows[1]["lower_on"].endswith("/2") and rows[1]["verdict"] in ("better", "worse", "n.s.")
 
 
 def write_result(folder: Path, method: str, kind: str, ppl: float, seconds: float) -> None:
@@ -97,3 +131,53 @@ def test_plot_stats_draws_a_stats_file_and_refuses_others(tmp_path):
     bad = subprocess.run([sys.executable, str(script), str(tmp_path / "other.safetensors"),
                           str(tmp_path / "q.png")], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
+
+
+def test_entries_parse_and_reject():
+    from lib.entries import parse_entry, parse_seeds, split_entries
+    from lib.errors import UserError
+
+    entry = parse_entry("wanda_select:spiky_power=0.5,idf_power=0.25")
+    assert entry.method == "wanda_select" and entry.label == \
+        "wanda_select:idf_power=0.25,spiky_power=0.5"
+    assert entry.flags() == ["--prune_method", "wanda_select", "--idf_power", "0.25",
+                             "--spiky_power", "0.5"]
+    assert parse_entry("wanda").label == "wanda" and parse_entry("wanda").flags() == \
+        ["--prune_method", "wanda"]
+    assert split_entries("wanda,wanda_idf:idf_power=0.5,idf_offset=1 wanda_spiky") == \
+        ["wanda", "wanda_idf:idf_power=0.5,idf_offset=1", "wanda_spiky"]
+    for bad in ("nope", "wanda_select:", "wanda_select:idf_power", "wanda_select:foo=1",
+                "wanda_select:idf_power=x", "wanda_select:idf_power=1,idf_power=2",
+                "wanda:idf_power=1", "wanda_idf:idf_power=inf"):
+        with pytest.raises(UserError):
+            parse_entry(bad)
+    assert parse_seeds("0,1,2") == [0, 1, 2]
+    for bad in ("", "a", "1,1"):
+        with pytest.raises(UserError):
+            parse_seeds(bad)
+
+
+def test_seed_statistics_against_hand_computation(tmp_path):
+    ppl = {"wanda": [100.0, 110.0, 105.0], "wanda_spiky": [98.0, 107.0, 104.0],
+           "wanda_idf": [120.0, 125.0, 118.0]}
+    for method, values in ppl.items():
+        for seed, value in enumerate(values):
+            folder = tmp_path / method / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / f"results_{method}.json").write_text(json.dumps({
+                "method": method, "sparsity_type": "2:4", "sparsity_ratio": 0.5, "seed": seed,
+                "actual_sparsity": 0.5, "ppl_test": value, "status": "done"}))
+    table = {r["method"]: r for r in summary.comparison(summary.load_results([tmp_path]))}
+    spiky = table["wanda_spiky"]
+    diffs = [-2.0, -3.0, -1.0]  # per seed, against wanda
+    mean = sum(diffs) / 3
+    sd = (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5  # = 1
+    half = 4.302652729911275 * sd / 3 ** 0.5  # t(0.975, 2 df)
+    assert spiky["diff_mean"] == pytest.approx(mean)
+    assert spiky["diff_ci_low"] == pytest.approx(mean - half)
+    assert spiky["diff_ci_high"] == pytest.approx(mean + half)
+    assert spiky["lower_on"] == "3/3" and spiky["verdict"] == "n.s."  # interval crosses 0
+    assert spiky["ppl_test"] == pytest.approx(103.0) and spiky["ppl_sd"] == pytest.approx(
+        (sum((v - 103.0) ** 2 for v in ppl["wanda_spiky"]) / 2) ** 0.5)
+    assert table["wanda_idf"]["verdict"] == "worse" and table["wanda_idf"]["lower_on"] == "0/3"
+    assert table["wanda"]["verdict"] is None and table["wanda"]["seeds"] == 3

@@ -1,0 +1,88 @@
+"""Sweep entries: a method, optionally with selectivity options, e.g.
+`wanda_select:idf_power=0.25,spiky_power=0.5`. Each entry becomes its own row and directory."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from lib.errors import UserError
+from lib.methods import DENSE, METHODS
+
+# entry keys and the main.py flag each sets
+OPTION_FLAGS = {name: f"--{name}" for name in (
+    "activity_quantile", "spike_top_frac", "idf_offset", "idf_power", "spiky_power",
+    "selectivity_floor")}
+
+
+@dataclass(frozen=True)
+class Entry:
+    method: str
+    options: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if not self.options:
+            return self.method
+        return self.method + ":" + ",".join(f"{k}={v:g}" for k, v in self.options)
+
+    @property
+    def dirname(self) -> str:
+        return self.method + "".join(f"__{k}={v:g}" for k, v in self.options)
+
+    def flags(self) -> list[str]:
+        out = ["--prune_method", self.method]
+        for key, value in self.options:
+            out += [OPTION_FLAGS[key], f"{value:g}"]
+        return out
+
+
+def parse_entry(text: str) -> Entry:
+    """`method` or `method:key=value,key=value`; one clear error for anything else."""
+    method, _, rest = text.strip().partition(":")
+    if method not in METHODS and method != DENSE:
+        raise UserError(f"sweep entry {text!r}: unknown method {method!r}; choose from "
+                        f"{', '.join(METHODS)}")
+    options: dict[str, float] = {}
+    if rest or text.strip().endswith(":"):
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            key = key.strip()
+            if not eq or key not in OPTION_FLAGS:
+                raise UserError(f"sweep entry {text!r}: {part!r} is not key=value with a key "
+                                f"among {', '.join(OPTION_FLAGS)}")
+            try:
+                number = float(value)
+            except ValueError:
+                raise UserError(f"sweep entry {text!r}: {key}={value!r} is not a number") \
+                    from None
+            if not math.isfinite(number):
+                raise UserError(f"sweep entry {text!r}: {key} must be finite")
+            if key in options:
+                raise UserError(f"sweep entry {text!r}: {key} given twice")
+            options[key] = number
+        if METHODS[method].statistic != "selectivity":
+            raise UserError(f"sweep entry {text!r}: {method} takes no selectivity options")
+    return Entry(method, tuple(sorted(options.items())))
+
+
+def split_entries(text: str) -> list[str]:
+    """Entries are separated by spaces or by commas that are not inside an option list."""
+    parts: list[str] = []
+    for token in text.split():
+        for piece in token.split(","):
+            if parts and "=" in piece and ":" not in piece and ":" in parts[-1]:
+                parts[-1] += "," + piece  # continues the previous entry's options
+            elif piece:
+                parts.append(piece)
+    return parts
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give comma-separated integers such as 0,1,2") \
+            from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {text!r}: give distinct integers such as 0,1,2")
+    return seeds
