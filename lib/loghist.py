@@ -63,9 +63,6 @@ class LogHistogram:
         self.zoom_quantile = zoom_quantile
         self.zoom_low = self.zoom_high = 0  # the window's coarse bins: [zoom_low, zoom_high)
         self.store: torch.Tensor | None = None  # allocated once the window is placed
-        self._folded: torch.Tensor | None = None
-        if (self.nbins + 64 * self.fine_per_coarse) * columns >= 2**31:
-            raise ValueError(f"{columns} channels are too many for int32 bin indices")
 
     @property
     def zoom_offset(self) -> int:
@@ -82,9 +79,10 @@ class LogHistogram:
         x = x.detach().float().contiguous()
         if self.store is None:
             self._place_window(x)
+            if (self.nbins + self.nzoom) * self.columns >= 2**31:
+                raise ValueError(f"{self.columns} channels are too many for int32 bin indices")
             self.store = torch.zeros(self.columns, self.nbins + self.nzoom, dtype=torch.int32,
                                      device=x.device)
-        self._folded = None
         if _fused_add is not None and x.device.type == "cpu":
             # one pass over x: bin counts, sums and maxima, no temporary copies
             _fused_add(x.numpy(), x.view(torch.int32).numpy(), self.store.numpy(),
@@ -132,14 +130,13 @@ class LogHistogram:
 
     @property
     def counts(self) -> torch.Tensor:
-        """[columns, nbins] coarse counts, the zoom window folded back into its coarse bins."""
-        if self._folded is None:
-            folded = self.store[:, :self.nbins].clone()
-            if self.nzoom:
-                folded[:, self.zoom_low:self.zoom_high] += self.zoom_counts.reshape(
-                    self.columns, -1, self.fine_per_coarse).sum(dim=-1, dtype=torch.int32)
-            self._folded = folded
-        return self._folded
+        """[columns, nbins] coarse counts, the zoom window folded back into its coarse bins
+        (a copy, for inspection: the readers work on `store` directly)."""
+        folded = self.store[:, :self.nbins].clone()
+        if self.nzoom:
+            folded[:, self.zoom_low:self.zoom_high] += self.zoom_counts.reshape(
+                self.columns, -1, self.fine_per_coarse).sum(dim=-1, dtype=torch.int32)
+        return folded
 
     @property
     def zoom_counts(self) -> torch.Tensor:

@@ -38,9 +38,9 @@ class Method:
     summary: str = ""
     # MethodOptions fields this method sets when the user leaves the flag unset
     option_defaults: tuple[tuple[str, float], ...] = ()
-    # None: zero the masked weights. "obs_fixed": mask from `score` once, then SparseGPT's OBS
-    # update of the rest; "obs_blockwise": mask re-chosen per 128-column block (or N:M group)
-    # on the updated weights, `score` getting those columns (lib/obs.py)
+    # None: zero the masked weights. Else SparseGPT's OBS update of the rest (lib/obs.py), with
+    # the mask from `score` chosen "fixed" (once, up front) or "blockwise" (re-chosen per
+    # 128-column block or N:M group on the updated weights, `score` getting those columns)
     update: str | None = None
 
 
@@ -92,17 +92,17 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("wanda_select", _selectivity_score(True, True), "selectivity", "row",
            "|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta", IDF_REMEDY),
     Method("sparsegpt", obs_saliency, "hessian", "block",
-           "w^2 / [H^-1]_jj^2 per 128-column block, OBS update", update="obs_blockwise"),
+           "w^2 / [H^-1]_jj^2 per 128-column block, OBS update", update="blockwise"),
     Method("ablate_mag_seq", magnitude_score, "hessian", "matrix",
-           "magnitude mask chosen once, OBS update", update="obs_fixed"),
+           "magnitude mask chosen once, OBS update", update="fixed"),
     Method("ablate_wanda_seq", wanda_score, "hessian", "row",
-           "wanda mask chosen once, OBS update", update="obs_fixed"),
+           "wanda mask chosen once, OBS update", update="fixed"),
     Method("ablate_mag_iter", magnitude_score, "hessian", "block",
            "magnitude mask per 128-column block on updated weights, OBS update",
-           update="obs_blockwise"),
+           update="blockwise"),
     Method("ablate_wanda_iter", wanda_score, "hessian", "block",
            "wanda mask per 128-column block on updated weights, OBS update",
-           update="obs_blockwise"),
+           update="blockwise"),
 )}
 
 DENSE = "dense"

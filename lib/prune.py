@@ -104,9 +104,8 @@ def prune_linear(linear: nn.Linear, method: Method, stat, sparsity: Sparsity,
                  opts: MethodOptions, name: str = "") -> None:
     weight = linear.weight.data
     if method.update is not None:
-        mode = method.update.removeprefix("obs_")
-        weight.copy_(prune_with_obs(weight, stat, method.score, mode, method.scope, sparsity,
-                                    opts, name))
+        weight.copy_(prune_with_obs(weight, stat, method.score, method.update, method.scope,
+                                    sparsity, opts, name))
         return
     score = method.score(weight.float(), stat, opts)
     weight[sparsity.mask(score, method.scope)] = 0

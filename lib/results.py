@@ -27,30 +27,32 @@ def config_of(record: dict) -> dict:
     return {k: record.get(k) for k in CONFIG_KEYS}
 
 
+def _read_record(save: str, method: str) -> dict | None:
+    """The results record already in `save`, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads(results_path(save, method).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def finished(save: str, method: str, config: dict, needs: tuple[str, ...] = ()) -> bool:
     """True when `save` already holds a completed run of exactly this configuration (and the
     keys in `needs`, e.g. zero-shot results)."""
-    try:
-        old = json.loads(results_path(save, method).read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return (old.get("status") == "done" and config_of(old) == config
+    old = _read_record(save, method)
+    return (old is not None and old.get("status") == "done" and config_of(old) == config
             and all(key in old for key in needs))
 
 
 def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> None:
     """Refuse to replace the results of a different configuration in the same directory."""
-    path = results_path(save, method)
-    if overwrite or not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    old = None if overwrite else _read_record(save, method)
+    if old is None:
         return
     changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
     if changed:
-        raise UserError(f"{path} holds results of a different configuration (differs in "
-                        f"{', '.join(changed)}); use another --save directory or pass --overwrite")
+        raise UserError(f"{results_path(save, method)} holds results of a different "
+                        f"configuration (differs in {', '.join(changed)}); use another --save "
+                        "directory or pass --overwrite")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -67,15 +67,16 @@ def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
     """Run a command, echoing its output (progress bars intact) and saving it; returns
     (exit status, whether main.py skipped the run as already finished)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    seen = b""
+    skipped, tail = False, b""
     with open(log_path, "ab") as log, subprocess.Popen(
             cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             log.write(chunk)
-            seen = (seen + chunk)[-4096:] if b"skip: " not in seen else seen
-    return proc.returncode, b"skip: " in seen
+            skipped = skipped or b"skip: " in tail + chunk  # the marker may span two chunks
+            tail = chunk[-8:]
+    return proc.returncode, skipped
 
 
 def planned_runs(args: argparse.Namespace, group: Path) -> list[tuple[Entry, int, Path]]:

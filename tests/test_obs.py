@@ -35,8 +35,8 @@ def pruned(method: str, weight: torch.Tensor, stat, kind: str) -> torch.Tensor:
         w = weight.clone()
         w[sparsity.mask(m.score(w, stat, MethodOptions()), m.scope)] = 0
         return w
-    return obs.prune_with_obs(weight, stat, m.score, m.update.removeprefix("obs_"), m.scope,
-                              sparsity, MethodOptions())
+    return obs.prune_with_obs(weight, stat, m.score, m.update, m.scope, sparsity,
+                              MethodOptions())
 
 
 def test_hessian_is_the_running_mean_of_two_x_xt():
