@@ -80,14 +80,12 @@ def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
 
 
 def planned_runs(args: argparse.Namespace, group: Path) -> list[tuple[Entry, int, Path]]:
-    runs = []
-    for entry in args.entries:
-        if args.seed_list is None:
-            runs.append((entry, 0, group / entry.dirname))
-        else:
-            runs += [(entry, seed, group / entry.dirname / f"seed{seed}")
-                     for seed in args.seed_list]
-    return runs
+    """Seed by seed, every entry within a seed: a sweep cut short still leaves complete
+    seeds, i.e. paired comparisons."""
+    if args.seed_list is None:
+        return [(entry, 0, group / entry.dirname) for entry in args.entries]
+    return [(entry, seed, group / entry.dirname / f"seed{seed}")
+            for seed in args.seed_list for entry in args.entries]
 
 
 def main(argv: list[str] | None = None) -> int:

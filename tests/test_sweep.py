@@ -67,6 +67,10 @@ def test_two_seed_sweep_gives_one_row_per_entry_with_spread(tiny_llama_dir, tmp_
     proc = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,wanda_spiky:spiky_power=0.5",
                  "0.5", "2:4", extra=["--seeds", "0,1"])
     assert proc.returncode == 0, proc.stderr[-2000:]
+    started = [line.split("] ", 1)[1].split(" ->")[0] for line in proc.stdout.splitlines()
+               if line.startswith("=== [")]
+    assert started == ["wanda seed 0", "wanda_spiky:spiky_power=0.5 seed 0",
+                       "wanda seed 1", "wanda_spiky:spiky_power=0.5 seed 1"]  # seed-major
     group = tmp_path / "2-4" / "0.5"
     record = json.loads((group / "wanda_spiky__spiky_power=0.5" / "seed1" /
                          "results_wanda_spiky.json").read_text())
