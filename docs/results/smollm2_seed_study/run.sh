@@ -16,5 +16,4 @@ for type in unstructured 2:4; do
   bash scripts/run_selectivity_experiments.sh smollm2-135m 0.5 $type --methods "$M" \
     --seeds 0,1,2,3,4 --out_root "$out" -- $FLAGS > "$out/sweep_${type/:/-}.log" 2>&1 &
 done
-wait
-.venv/bin/python scripts/summarize.py "$out" --out "$out"
+wait  # each sweep ends by summarizing its pattern and the whole of "$out"
