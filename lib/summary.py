@@ -10,11 +10,15 @@ from pathlib import Path
 
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
           "vs_baseline_pct", "prune_seconds", "seeds", "ppl_sd", "diff_mean", "diff_ci_low",
-          "diff_ci_high", "lower_on", "verdict", "nsamples", "seqlen", "eval_windows_used")
+          "diff_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "lower_on", "verdict",
+          "nsamples", "seqlen", "eval_windows_used")
+PAIRED = ("diff_mean", "diff_ci_low", "diff_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
+          "lower_on", "verdict")
 
 
 def load_results(roots: list[str | Path]) -> list[dict]:
-    """Every results_*.json under the roots (status done or pruned), with its path."""
+    """Every results_*.json under the roots, with its path (runs still going or not evaluated
+    have no ppl_test and count for nothing but their presence)."""
     rows = []
     for root in roots:
         for path in sorted(Path(root).rglob("*results_*.json")):
@@ -60,29 +64,36 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] 
 
 def _paired(runs: dict[int, dict], base: dict[int, dict] | None) -> dict:
     """Method minus baseline perplexity on the seeds both have: mean, 95% t interval, how many
-    seeds were lower, and the verdict the interval supports."""
+    seeds were lower, and the verdict the interval supports. Also the ratio to the baseline
+    (geometric mean over seeds, t interval on the log scale): perplexity differences of broken
+    models (1e6 and up) are too wide for a useful interval, their ratios are not."""
     if not base:
         return {}
-    seeds = sorted(set(runs) & set(base))
-    diffs = [runs[k]["ppl_test"] - base[k]["ppl_test"] for k in seeds
+    pairs = [(runs[k]["ppl_test"], base[k]["ppl_test"]) for k in sorted(set(runs) & set(base))
              if runs[k].get("ppl_test") is not None and base[k].get("ppl_test") is not None]
-    if not diffs:
+    if not pairs:
         return {}
-    interval = t_interval(diffs)
+    diffs = [m - b for m, b in pairs]
+    logs = [math.log(m / b) for m, b in pairs]
+    interval, log_interval = t_interval(diffs), t_interval(logs)
     verdict = None
     if interval is not None:
         verdict = "better" if interval[1] < 0 else "worse" if interval[0] > 0 else "n.s."
     return {"diff_mean": sum(diffs) / len(diffs),
             "diff_ci_low": interval[0] if interval else None,
             "diff_ci_high": interval[1] if interval else None,
+            "ratio": math.exp(sum(logs) / len(logs)),
+            "ratio_ci_low": math.exp(log_interval[0]) if log_interval else None,
+            "ratio_ci_high": math.exp(log_interval[1]) if log_interval else None,
             "lower_on": f"{sum(d < 0 for d in diffs)}/{len(diffs)}", "verdict": verdict}
 
 
 def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
     """One row per method (or sweep entry) per sparsity type and ratio, over its seeds:
     mean and sd of perplexity, the change of the mean against the baseline in %, and the
-    paired difference against the baseline on the same seeds (mean, 95% t interval, seeds
-    where the method was lower, verdict: better / worse only when the interval excludes 0)."""
+    paired difference against the baseline on the same seeds (mean, 95% t interval, the ratio
+    with its interval, seeds where the method was lower, verdict: better / worse only when the
+    difference's interval excludes 0)."""
     groups: dict[tuple, dict[str, dict[int, dict]]] = {}
     for row in rows:
         by_label = groups.setdefault(_group_key(row), {})
@@ -104,12 +115,11 @@ def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
                 "method": label, "sparsity_type": first.get("sparsity_type"),
                 "sparsity_ratio": first.get("sparsity_ratio"),
                 "actual_sparsity": sum(sparsities) / len(sparsities) if sparsities else None,
-                "ppl_test": mean, "ppl_sd": sd, "seeds": len(runs),
+                "ppl_test": mean, "ppl_sd": sd, "seeds": len(ppls),
                 "prune_seconds": sum(seconds) / len(seconds) if seconds else None,
                 "nsamples": first.get("nsamples"), "seqlen": first.get("seqlen"),
                 "eval_windows_used": first.get("eval_windows_used"),
-                **{k: None for k in ("diff_mean", "diff_ci_low", "diff_ci_high", "lower_on",
-                                     "verdict")},
+                **{k: None for k in PAIRED},
                 **(_paired(runs, base) if label != baseline else {})})
         base_mean = next((r["ppl_test"] for r in summaries if r["method"] == baseline), None)
         for r in summaries:
@@ -142,7 +152,8 @@ def to_text(table: list[dict], baseline: str = "wanda") -> str:
     header = (f"{'method':40s} {'type':>12s} {'ratio':>6s} {'actual_sparsity':>15s} "
               f"{'ppl_test':>12s} {'vs ' + baseline:>10s} {'prune_s':>9s}")
     if seeded:
-        header += f" {'seeds':>5s} {'sd':>8s} {'paired diff [95% CI]':>28s} {'lower':>6s} verdict"
+        header += (f" {'seeds':>5s} {'sd':>8s} {'paired diff [95% CI]':>28s} "
+                   f"{'ratio [95% CI]':>24s} {'lower':>6s} verdict")
     lines = [header]
     for row in table:
         delta = row["vs_baseline_pct"]
@@ -158,9 +169,19 @@ def to_text(table: list[dict], baseline: str = "wanda") -> str:
                 if row["diff_ci_low"] is not None:
                     diff += f" [{row['diff_ci_low']:+.2f}, {row['diff_ci_high']:+.2f}]"
             line += (f" {row['seeds']:>5d} {_cell(row['ppl_sd']):>8s} {diff:>28s} "
+                     f"{_ratio_cell(row):>24s} "
                      f"{row['lower_on'] or '':>6s} {row['verdict'] or ''}")
         lines.append(line)
     return "\n".join(lines)
+
+
+def _ratio_cell(row: dict) -> str:
+    if row["ratio"] is None:
+        return ""
+    text = f"{row['ratio']:.4g}"
+    if row["ratio_ci_low"] is not None:
+        text += f" [{row['ratio_ci_low']:.4g}, {row['ratio_ci_high']:.4g}]"
+    return text
 
 
 def to_csv(table: list[dict]) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -181,6 +182,12 @@ def test_seed_statistics_against_hand_computation(tmp_path):
     assert spiky["diff_ci_low"] == pytest.approx(mean - half)
     assert spiky["diff_ci_high"] == pytest.approx(mean + half)
     assert spiky["lower_on"] == "3/3" and spiky["verdict"] == "n.s."  # interval crosses 0
+    logs = [math.log(m / w) for m, w in zip(ppl["wanda_spiky"], ppl["wanda"])]
+    log_mean = sum(logs) / 3
+    log_half = 4.302652729911275 * (sum((v - log_mean) ** 2 for v in logs) / 2) ** 0.5 / 3 ** 0.5
+    assert spiky["ratio"] == pytest.approx((98 / 100 * 107 / 110 * 104 / 105) ** (1 / 3))
+    assert spiky["ratio_ci_low"] == pytest.approx(math.exp(log_mean - log_half))
+    assert spiky["ratio_ci_high"] == pytest.approx(math.exp(log_mean + log_half))
     assert spiky["ppl_test"] == pytest.approx(103.0) and spiky["ppl_sd"] == pytest.approx(
         (sum((v - 103.0) ** 2 for v in ppl["wanda_spiky"]) / 2) ** 0.5)
     assert table["wanda_idf"]["verdict"] == "worse" and table["wanda_idf"]["lower_on"] == "0/3"
