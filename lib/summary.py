@@ -193,56 +193,94 @@ def to_csv(table: list[dict]) -> str:
     return out.getvalue()
 
 
+OFF_SCALE = 10.0  # an entry whose mean is this many times the panel's median is drawn at the edge
+
+
 def plot_ppl_vs_sparsity(rows: list[dict], path: str | Path) -> Path:
     """Perplexity against the target sparsity, one line per method (N:M runs as their own
     series, square markers), log-scale y. With a single sparsity in the tree, methods go on
-    the x axis instead, one series per sparsity type."""
+    the x axis instead, one panel per sparsity type, every seed a dot and the mean a bar."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     done = [r for r in rows if r.get("ppl_test") is not None and r.get("method") != "dense"]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if len({r.get("sparsity_ratio") for r in done}) > 1:
-        series: dict[str, dict[float, list[float]]] = {}
-        for r in done:
-            kind = r.get("sparsity_type")
-            name = label_of(r) + ("" if kind == "unstructured" else f" ({kind})")
-            series.setdefault(name, {}).setdefault(r["sparsity_ratio"], []).append(r["ppl_test"])
-        for name, by_ratio in sorted(series.items()):
-            xs = sorted(by_ratio)
-            line, = ax.plot(xs, [mean_sd(by_ratio[x])[0] for x in xs],
-                            marker="s" if "(" in name else "o", label=name)
-            for x in xs:  # every seed's run, so the spread shows
-                ax.scatter([x] * len(by_ratio[x]), by_ratio[x], s=10, alpha=0.4,
-                           color=line.get_color())
-        ax.set_xlabel("sparsity")
+        fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+        _plot_sparsity_lines(ax, done)
     else:
+        kinds = list(dict.fromkeys(r.get("sparsity_type") for r in done)) or ["-"]
         labels = list(dict.fromkeys(label_of(r) for r in done))
-        for offset, kind in enumerate(dict.fromkeys(r.get("sparsity_type") for r in done)):
-            runs = [r for r in done if r.get("sparsity_type") == kind]
-            x_of = {label: i + 0.12 * offset for i, label in enumerate(labels)}
-            seeds_x = [x_of[label_of(r)] for r in runs]
-            points = ax.scatter(seeds_x, [r["ppl_test"] for r in runs], s=12, alpha=0.45)
-            means = {label: mean_sd([r["ppl_test"] for r in runs if label_of(r) == label])[0]
-                     for label in labels if any(label_of(r) == label for r in runs)}
-            ax.scatter([x_of[label] for label in means], list(means.values()), s=70,
-                       marker="s" if kind != "unstructured" else "o",
-                       color=points.get_facecolor()[0][:3],
-                       label=f"{kind} {runs[0].get('sparsity_ratio'):g} (mean; dots: seeds)")
-        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=7)
-        ax.set_xlabel("method")
-    ax.set_yscale("log")
-    ax.set_ylabel("WikiText-2 perplexity")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        fig, axes = plt.subplots(1, len(kinds), dpi=120, squeeze=False,
+                                 figsize=(max(6.4, 0.55 * len(labels) * len(kinds) + 2), 4.6))
+        for ax, kind in zip(axes[0], kinds):
+            _plot_seed_panel(ax, [r for r in done if r.get("sparsity_type") == kind], labels)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _plot_sparsity_lines(ax, done: list[dict]) -> None:
+    series: dict[str, dict[float, list[float]]] = {}
+    for r in done:
+        kind = r.get("sparsity_type")
+        name = label_of(r) + ("" if kind == "unstructured" else f" ({kind})")
+        series.setdefault(name, {}).setdefault(r["sparsity_ratio"], []).append(r["ppl_test"])
+    for name, by_ratio in sorted(series.items()):
+        xs = sorted(by_ratio)
+        line, = ax.plot(xs, [mean_sd(by_ratio[x])[0] for x in xs],
+                        marker="s" if "(" in name else "o", label=name)
+        for x in xs:  # every seed's run, so the spread shows
+            ax.scatter([x] * len(by_ratio[x]), by_ratio[x], s=10, alpha=0.4,
+                       color=line.get_color())
+    ax.set_xlabel("sparsity")
+    ax.set_yscale("log")
+    ax.set_ylabel("WikiText-2 perplexity")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def off_scale(means: dict[str, float]) -> set[str]:
+    """Entries whose mean is at least OFF_SCALE times the median entry's (broken models)."""
+    if not means:
+        return set()
+    median = sorted(means.values())[len(means) // 2]
+    return {label for label, mean in means.items() if mean >= OFF_SCALE * median}
+
+
+def _plot_seed_panel(ax, runs: list[dict], labels: list[str]) -> None:
+    """Per entry: its seeds as dots, their mean as a bar. Entries far above the rest (a broken
+    model) are drawn as a marker at the top edge with their mean written beside it, so that they
+    do not squash the spread of the others."""
+    by_label = {label: [r["ppl_test"] for r in runs if label_of(r) == label] for label in labels}
+    means = {label: mean_sd(v)[0] for label, v in by_label.items() if v}
+    off = off_scale(means)
+    on_scale = [v for label, vs in by_label.items() if vs and label not in off for v in vs]
+    low, high = (min(on_scale), max(on_scale)) if on_scale else (0.0, 1.0)
+    pad = 0.08 * (high - low or abs(high) or 1.0)
+    top = high + pad
+    for x, label in enumerate(labels):
+        values = by_label[label]
+        if not values:
+            continue
+        if label in off:
+            ax.scatter([x], [top], marker="^", s=60, color="tab:red", clip_on=False)
+            ax.annotate(f"off scale\nmean {means[label]:.3g}", (x, top), textcoords="offset points",
+                        xytext=(0, -24), ha="center", fontsize=6, color="tab:red")
+            continue
+        ax.scatter([x] * len(values), values, s=14, alpha=0.5, color="tab:blue")
+        ax.hlines(means[label], x - 0.3, x + 0.3, color="black", linewidth=1.5)
+    ax.set_ylim(low - pad, top)
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=7)
+    ratio = runs[0].get("sparsity_ratio") if runs else None
+    ax.set_title(f"{runs[0].get('sparsity_type') if runs else ''} {ratio or ''} "
+                 "(dots: seeds, bar: mean)", fontsize=9)
+    ax.set_ylabel("WikiText-2 perplexity")
+    ax.grid(True, axis="y", alpha=0.3)
 
 
 def write_summary(roots: list[str | Path], out_dir: str | Path, baseline: str = "wanda",

@@ -192,3 +192,15 @@ def test_seed_statistics_against_hand_computation(tmp_path):
         (sum((v - 103.0) ** 2 for v in ppl["wanda_spiky"]) / 2) ** 0.5)
     assert table["wanda_idf"]["verdict"] == "worse" and table["wanda_idf"]["lower_on"] == "0/3"
     assert table["wanda"]["verdict"] is None and table["wanda"]["seeds"] == 3
+
+
+def test_broken_entries_go_off_scale_and_the_plot_draws(tmp_path):
+    means = {"wanda": 190.0, "wanda_spiky": 185.0, "wanda_idf": 1799.0, "faithful": 4.3e6}
+    assert summary.off_scale(means) == {"faithful"}  # 1799 < 10 x the median entry (1799)
+    assert summary.off_scale({"a": 1.0, "b": 2.0, "c": 30.0}) == {"c"}
+    assert summary.off_scale({}) == set()
+    rows = [{"method": m, "sparsity_type": kind, "sparsity_ratio": 0.5, "seed": seed,
+             "ppl_test": value * (1 + 0.01 * seed)}
+            for kind in ("unstructured", "2:4") for m, value in means.items() for seed in range(3)]
+    path = summary.plot_ppl_vs_sparsity(rows, tmp_path / "p.png")
+    assert path.stat().st_size > 10_000
