@@ -136,28 +136,36 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
 class HessianWrappedGPT(WrappedGPT):
     """Wanda's norm plus SparseGPT's Hessian H = (2/n) * sum over tokens of x x^T, n = the
     number of calibration sequences, kept as a float32 running mean (no stored activations).
-    The Cholesky factor of its damped inverse is cached: q/k/v share one object."""
+    The first inverse_cholesky() turns H into the Cholesky factor of its damped inverse in
+    place of H (q/k/v share one object, so they factor once); `dead` keeps H's zero-diagonal
+    inputs."""
 
     def __init__(self, columns: int, device: torch.device):
         super().__init__(columns, device)
-        self.hessian = torch.zeros(columns, columns, dtype=torch.float32, device=device)
+        self.hessian: torch.Tensor | None = torch.zeros(columns, columns, dtype=torch.float32,
+                                                        device=device)
+        self.dead: torch.Tensor | None = None
         self._hinv: torch.Tensor | None = None
 
     def add_batch(self, inp: torch.Tensor) -> None:
+        if self.hessian is None:
+            raise RuntimeError("add_batch after inverse_cholesky: the Hessian was consumed")
         batch = inp.shape[0] if inp.dim() == 3 else 1
         x = inp.reshape(-1, inp.shape[-1]).float()
         seen = self.nsamples + batch
         self.hessian *= self.nsamples / seen
         x = x * math.sqrt(2 / seen)
         self.hessian.addmm_(x.t(), x)
-        self._hinv = None
         super().add_batch(inp)
 
     def inverse_cholesky(self, name: str = "") -> torch.Tensor:
-        from lib.obs import inverse_cholesky
+        from lib.obs import dead_inputs, inverse_cholesky
 
         if self._hinv is None:
-            self._hinv = inverse_cholesky(self.hessian, name=name)
+            self.dead = dead_inputs(self.hessian)
+            # H is not needed once factored: let the factorisation work in its memory
+            self._hinv = inverse_cholesky(self.hessian, name=name, overwrite=True)
+            self.hessian = None
         return self._hinv
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lib.errors import UserError
 from lib.layerwrapper import STATISTICS, InputStatsCollector
 from lib.methods import Method, MethodOptions
 from lib.models import decoder_layers, input_device, module_device
@@ -144,6 +145,19 @@ def layer_stats_tensors(name: str, stat, opts: MethodOptions) -> dict[str, torch
     }
 
 
+def check_nm_fits(blocks: nn.ModuleList, sparsity: Sparsity) -> None:
+    """N:M groups run along each linear's inputs, so every input width must divide by M."""
+    if not sparsity.is_nm:
+        return
+    for index, block in enumerate(blocks):
+        for name, linear in find_linears(block).items():
+            if linear.in_features % sparsity.m:
+                raise UserError(
+                    f"--sparsity_type {sparsity.type_name}: block {index} {name} has "
+                    f"{linear.in_features} inputs, not a multiple of {sparsity.m}; "
+                    "choose an M that divides every linear's input width")
+
+
 def _blocks_prefix(model: nn.Module, blocks: nn.ModuleList) -> str:
     return next(name for name, module in model.named_modules() if module is blocks)
 
@@ -155,6 +169,7 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
     """Prune every linear in every decoder block in place. With `stats_out`, also fill it
     with every pruned linear's input statistics (see layer_stats_tensors)."""
     blocks = decoder_layers(model)
+    check_nm_fits(blocks, sparsity)
     if method.statistic is None:
         for block in tqdm(blocks, desc=f"{method.name} blocks"):
             for linear in find_linears(block).values():

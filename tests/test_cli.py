@@ -104,6 +104,7 @@ def error_line(capsys) -> str:
     (["--prune_method", "wanda", "--sparsity_ratio", "-0.5"], "outside [0, 1)"),
     (["--prune_method", "wanda", "--sparsity_type", "5:4"], "0 < N < M"),
     (["--prune_method", "wanda", "--sparsity_type", "0:4"], "0 < N < M"),
+    (["--prune_method", "sparsegpt", "--sparsity_type", "2:7"], "not a multiple of 7"),
     (["--prune_method", "wanda", "--sparsity_type", "2:4", "--sparsity_ratio", "0.3"],
      "conflicts"),
     (["--prune_method", "wanda", "--nsamples", "0"], "--nsamples"),

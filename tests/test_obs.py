@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from lib import masks, obs
+from lib.errors import UserError
 from lib.layerwrapper import HessianWrappedGPT
 from lib.methods import METHODS, MethodOptions
 from lib.sparsity import parse_sparsity
@@ -123,6 +124,43 @@ def test_cholesky_failure_retries_with_more_damping(caplog):
     assert torch.allclose(upper.t() @ upper, torch.linalg.inv(damped), atol=1e-6)
     with pytest.raises(obs.HessianError, match="calibration samples"):
         obs.inverse_cholesky(-torch.eye(3))  # negative diagonal: damping only makes it worse
+
+
+def test_non_finite_hessian_is_one_user_error_not_a_retry_loop(caplog):
+    hessian = torch.eye(3)
+    hessian[1, 2] = float("nan")
+    with caplog.at_level(logging.WARNING, logger="lib.obs"):
+        with pytest.raises(UserError, match="inf/NaN.*--dtype"):
+            obs.inverse_cholesky(hessian, name="demo")
+    assert not caplog.records
+
+
+def test_factoring_in_place_matches_a_copy_and_frees_the_hessian():
+    x = correlated_inputs(512, 64, seed=12)
+    x[:, 7] = 0
+    stat = gathered(x)
+    hessian = stat.hessian.clone()
+    upper = stat.inverse_cholesky("demo")
+    assert stat.hessian is None  # its memory became the work matrix
+    assert torch.equal(stat.dead, torch.arange(64) == 7)
+    assert stat.inverse_cholesky("demo") is upper  # q/k/v sharing the statistic factor once
+    # independently: the dead diagonal set to 1, 1% of the mean diagonal added, inverted
+    damped = hessian.double()
+    damped[7, 7] = 1
+    damped += 0.01 * torch.diagonal(damped).mean() * torch.eye(64, dtype=torch.float64)
+    assert torch.allclose((upper.t() @ upper).double(), torch.linalg.inv(damped),
+                          rtol=1e-3, atol=1e-4 * float(torch.linalg.inv(damped).abs().max()))
+    assert torch.equal(upper, obs.inverse_cholesky(hessian))
+
+
+def test_nm_groups_wider_than_a_block_still_meet_the_pattern():
+    x = correlated_inputs(256, 32, seed=13)
+    weight = torch.randn(4, 32, generator=torch.Generator().manual_seed(14))
+    stat = gathered(x)
+    sparsity = parse_sparsity("4:8", 0, False)
+    w = obs.obs_prune(weight.clone(), stat.inverse_cholesky(), sparsity,
+                      block_score=lambda cols, *_: cols.abs(), block_size=4)
+    assert torch.all((w == 0).reshape(4, -1, 8).sum(-1) == 4)
 
 
 def test_dead_inputs_are_zeroed_and_the_rest_still_solves():
