@@ -69,7 +69,7 @@ def inverse_cholesky(hessian: torch.Tensor, percdamp: float = PERCDAMP,
                            "activations overflowed); rerun with --dtype bfloat16 or float32")
     work = hessian if overwrite and hessian.dtype == torch.float32 else hessian.float().clone()
     diag = torch.diagonal(work)
-    diag[diag == 0] = 1  # dead inputs
+    diag[dead_inputs(work)] = 1
     mean_diag = float(diag.mean())
     damp, added = percdamp, 0.0
     for attempt in range(DAMP_RETRIES + 1):
