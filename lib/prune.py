@@ -18,86 +18,16 @@ from tqdm import tqdm
 from lib.errors import UserError
 from lib.layerwrapper import STATISTICS, InputStatsCollector
 from lib.methods import Method, MethodOptions
-from lib.models import decoder_layers, input_device, module_device
+from lib.models import decoder_layers, module_device
 from lib.obs import prune_with_obs
+from lib.replay import capture_block_inputs, run_block
 from lib.sparsity import Sparsity
 
 log = logging.getLogger(__name__)
 
-CACHE_KWARGS = {"cache", "past_key_value", "past_key_values", "layer_past"}
-
 
 def find_linears(module: nn.Module) -> dict[str, nn.Linear]:
     return {name: m for name, m in module.named_modules() if isinstance(m, nn.Linear)}
-
-
-class _Captured(Exception):
-    """Raised by the layer-0 hook to stop the forward once its inputs are stored."""
-
-
-def _without_cache(kwargs: dict) -> dict:
-    """Drop the KV cache the model passes its layers: replaying samples would append to it."""
-    from transformers.cache_utils import Cache
-
-    clean = {k: v for k, v in kwargs.items()
-             if k not in CACHE_KWARGS and not isinstance(v, Cache)}
-    if "use_cache" in clean:
-        clean["use_cache"] = False
-    return clean
-
-
-def _to_device(value, device: torch.device):
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, (tuple, list)):
-        return type(value)(_to_device(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: _to_device(v, device) for k, v in value.items()}
-    return value
-
-
-@torch.no_grad()
-def capture_block_inputs(model: nn.Module,
-                         samples: list[torch.Tensor]) -> tuple[torch.Tensor, dict]:
-    """Run the samples up to the first block and keep exactly what the model passes it:
-    the hidden states of every sample, and the keyword arguments of the first (all samples
-    share shape, so positions, rotary embeddings and masks are the same)."""
-    first = decoder_layers(model)[0]
-    store: dict = {}
-
-    def hook(module, args, kwargs):
-        hidden = args[0] if args else kwargs.pop("hidden_states")
-        if "inps" not in store:
-            store["inps"] = torch.empty((len(samples), *hidden.shape[1:]), dtype=hidden.dtype,
-                                        device=hidden.device)
-            store["kwargs"] = _without_cache(kwargs)
-            store["extra_args"] = args[1:]
-        store["inps"][store["i"]] = hidden[0]
-        raise _Captured
-
-    handle = first.register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        for i, ids in enumerate(samples):
-            store["i"] = i
-            try:
-                model(ids.to(input_device(model)), use_cache=False)
-            except _Captured:
-                pass
-    finally:
-        handle.remove()
-    if store.get("extra_args"):
-        raise RuntimeError("the first block got extra positional arguments; cannot replay them")
-    return store["inps"], store["kwargs"]
-
-
-@torch.no_grad()
-def run_block(block: nn.Module, inps: torch.Tensor, kwargs: dict, outs: torch.Tensor,
-              after_sample=None) -> None:
-    for j in range(inps.shape[0]):
-        out = block(inps[j:j + 1], **kwargs)
-        outs[j] = (out[0] if isinstance(out, tuple) else out)[0]
-        if after_sample is not None:
-            after_sample()
 
 
 @torch.no_grad()
@@ -177,7 +107,8 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
         return PruneRun(len(blocks), 0)
     if not samples:
         raise ValueError(f"{method.name} needs calibration samples")
-    inps, kwargs = capture_block_inputs(model, samples)
+    captured = capture_block_inputs(model, samples)
+    inps = captured.hidden
     outs = torch.empty_like(inps)
     factory = statistic_factory(method, opts, stats_out is not None)
     prefix = _blocks_prefix(model, blocks)
@@ -185,7 +116,7 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
         device = module_device(block)
         if inps.device != device:
             inps, outs = inps.to(device), outs.to(device)
-        block_kwargs = _to_device(kwargs, device)
+        block_kwargs = captured.kwargs_for(index, device)
         linears = find_linears(block)
         collector = InputStatsCollector(linears, factory)
         try:

@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib import data, models, results  # noqa: E402
 from lib.methods import METHODS, MethodOptions  # noqa: E402
-from lib.prune import capture_block_inputs, prune_model, run_block  # noqa: E402
+from lib.prune import prune_model  # noqa: E402
+from lib.replay import capture_block_inputs, run_block  # noqa: E402
 from lib.sparsity import parse_sparsity  # noqa: E402
 
 CANDIDATES = ("wanda_idf", "wanda_spiky", "wanda_select")
@@ -32,9 +33,11 @@ CANDIDATES = ("wanda_idf", "wanda_spiky", "wanda_select")
 
 @torch.no_grad()
 def floor_passes(model, samples) -> None:
-    inps, kwargs = capture_block_inputs(model, samples)
+    captured = capture_block_inputs(model, samples)
+    inps = captured.hidden
     outs = torch.empty_like(inps)
-    for block in models.decoder_layers(model):
+    for index, block in enumerate(models.decoder_layers(model)):
+        kwargs = captured.kwargs_for(index, inps.device)
         run_block(block, inps, kwargs, outs)
         run_block(block, inps, kwargs, outs)
         inps, outs = outs, inps

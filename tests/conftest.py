@@ -38,5 +38,22 @@ def tiny_opt_dir(tmp_path_factory, tokenizer) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma2_dir(tmp_path_factory, tokenizer) -> Path:
+    config = tiny_models.tiny_gemma2_config(len(tokenizer))
+    return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp("tiny_gemma2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory, tokenizer) -> Path:
+    config = tiny_models.tiny_gemma3_config(len(tokenizer))
+    return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp("tiny_gemma3"))
+
+
+@pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
-    return tiny_models.smollm2_hf_dir()
+    return tiny_models.embedded_hf_dir("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma3_dir() -> Path:
+    return tiny_models.embedded_hf_dir("gemma3-270m")

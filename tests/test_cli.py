@@ -23,7 +23,7 @@ def load_results(save, method):
     return json.loads((save / f"results_{method}.json").read_text())
 
 
-@pytest.mark.parametrize("family", ["llama", "opt"])
+@pytest.mark.parametrize("family", ["llama", "opt", "gemma2", "gemma3"])
 @pytest.mark.parametrize("method", ["magnitude", "wanda"])
 @pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
 def test_cli_prunes_exactly(family, method, kind, request, tmp_path, data_dir):
@@ -49,7 +49,7 @@ OBS_METHODS = ["sparsegpt", "ablate_mag_seq", "ablate_wanda_seq", "ablate_mag_it
 
 
 @pytest.mark.parametrize("family,method", [("llama", m) for m in OBS_METHODS]
-                         + [("opt", "sparsegpt")])
+                         + [("opt", "sparsegpt"), ("gemma3", "sparsegpt")])
 @pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
 def test_cli_obs_methods_prune_exactly(family, method, kind, request, tmp_path, data_dir):
     model_dir = request.getfixturevalue(f"tiny_{family}_dir")

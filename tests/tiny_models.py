@@ -44,6 +44,32 @@ def tiny_opt_config(vocab_size: int):
                      enable_bias=True)
 
 
+# Four blocks alternating sliding-window and global attention, the window (16 tokens) shorter
+# than the tests' windows, so replaying a block with another block's mask shows.
+GEMMA_LAYER_TYPES = ["sliding_attention", "full_attention"] * 2
+
+
+def tiny_gemma2_config(vocab_size: int):
+    from transformers import Gemma2Config
+
+    return Gemma2Config(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+                        head_dim=16, max_position_embeddings=256, sliding_window=16,
+                        layer_types=GEMMA_LAYER_TYPES, query_pre_attn_scalar=16)
+
+
+def tiny_gemma3_config(vocab_size: int):
+    """Like Gemma 3: local layers with rotary base 10k, global ones with 1M."""
+    from transformers import Gemma3TextConfig
+
+    return Gemma3TextConfig(
+        vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=16, max_position_embeddings=256,
+        sliding_window=16, layer_types=GEMMA_LAYER_TYPES, query_pre_attn_scalar=16,
+        rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10_000.0},
+                         "full_attention": {"rope_type": "default", "rope_theta": 1_000_000.0}})
+
+
 def save_tiny_model(config, tokenizer, out_dir: Path, seed: int = 0) -> Path:
     from transformers import AutoModelForCausalLM
 
@@ -54,18 +80,9 @@ def save_tiny_model(config, tokenizer, out_dir: Path, seed: int = 0) -> Path:
     return out_dir
 
 
-def smollm2_hf_dir() -> Path:
-    """SmolLM2-135M from the GGUF, converted once to a plain HF directory (dequantizing the
-    GGUF takes ~15 s; the converted copy loads in about a second)."""
+def embedded_hf_dir(alias: str) -> Path:
+    """An embedded real model as a plain HF directory: the converted copy the alias loads from
+    (written once; dequantizing the GGUF takes 15-30 s, the copy loads in about a second)."""
     from lib import models
 
-    out = ROOT / ".cache" / "smollm2-135m-hf"
-    if (out / "model.safetensors").is_file():
-        return out
-    source = models.resolve_model(models.SMOLLM2_ALIAS)
-    model = models.load_model(source, torch.float32, torch.device("cpu"), None)
-    tokenizer = models.load_tokenizer(source, None)
-    tmp = out.with_name(out.name + ".partial")
-    models.save_model(model, tokenizer, str(tmp))
-    tmp.rename(out)
-    return out
+    return models.ensure_converted(models.resolve_model(alias))

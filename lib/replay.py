@@ -1,0 +1,129 @@
+"""Run decoder blocks one at a time on exactly the inputs the model itself gives them.
+
+A model passes each block its hidden states and keyword arguments (rotary embeddings, attention
+masks, positions). Those arguments are not the same for every block: families with
+`config.layer_types` (Gemma 2/3, and others) give sliding-window layers another mask than global
+ones, and Gemma 3 another rotary base. So the arguments are captured per block, from one forward
+of the model in which every block is a stub that records what it is called with and passes its
+hidden states on unchanged: nothing but the embeddings and the mask/rotary set-up is computed.
+Tensors the model shares between blocks (one mask per layer type) stay shared.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from lib.errors import UserError
+from lib.models import decoder_layers, input_device
+
+CACHE_KWARGS = {"cache", "past_key_value", "past_key_values", "layer_past"}
+
+
+class _Captured(Exception):
+    """Raised by a stub block to end the forward once what is needed is stored."""
+
+
+def _without_cache(kwargs: dict) -> dict:
+    """Drop the KV cache the model passes its layers: replaying samples would append to it."""
+    from transformers.cache_utils import Cache
+
+    clean = {k: v for k, v in kwargs.items()
+             if k not in CACHE_KWARGS and not isinstance(v, Cache)}
+    if "use_cache" in clean:
+        clean["use_cache"] = False
+    return clean
+
+
+def _to_device(value, device: torch.device, moved: dict[int, tuple]):
+    """`value` with every tensor on `device`; `moved` maps id(original) to (original, copy) so
+    a tensor shared by several blocks is moved once (the original is kept so its id stays
+    unique)."""
+    if isinstance(value, torch.Tensor):
+        if value.device == device:
+            return value
+        if id(value) not in moved:
+            moved[id(value)] = (value, value.to(device))
+        return moved[id(value)][1]
+    if isinstance(value, (tuple, list)):
+        return type(value)(_to_device(v, device, moved) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device(v, device, moved) for k, v in value.items()}
+    return value
+
+
+@dataclass
+class BlockInputs:
+    """What the model gives its blocks: block 0's hidden states for every sample [n, T, H],
+    and every block's keyword arguments (the same for every sample: all share one shape)."""
+
+    hidden: torch.Tensor
+    kwargs: list[dict]
+    _moved: dict = field(default_factory=dict, repr=False)
+
+    def kwargs_for(self, index: int, device: torch.device) -> dict:
+        """Block `index`'s keyword arguments on `device`, each tensor moved once per device."""
+        return _to_device(self.kwargs[index], device, self._moved.setdefault(str(device), {}))
+
+
+@torch.no_grad()
+def capture_block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> BlockInputs:
+    """Run the samples through the model with every block replaced by a recording stub.
+
+    The first sample passes through all the stubs, which store each block's keyword arguments;
+    the others stop at block 0, which stores their hidden states."""
+    blocks = decoder_layers(model)
+    kwargs: list[dict | None] = [None] * len(blocks)
+    hidden_store: dict = {}
+
+    def stub(index: int):
+        def forward(*args, **kw):
+            hidden = args[0] if args else kw.pop("hidden_states")
+            if len(args) > 1:
+                raise UserError(f"unsupported architecture {type(model).__name__}: block {index} "
+                                "takes extra positional arguments, which cannot be replayed")
+            if index == 0:
+                if "inps" not in hidden_store:
+                    hidden_store["inps"] = torch.empty((len(samples), *hidden.shape[1:]),
+                                                       dtype=hidden.dtype, device=hidden.device)
+                hidden_store["inps"][hidden_store["i"]] = hidden[0]
+            if kwargs[index] is None:
+                kwargs[index] = _without_cache(kw)
+            if index == len(blocks) - 1 or kwargs[-1] is not None:
+                raise _Captured
+            return hidden
+        return forward
+
+    saved = [block.__dict__.get("forward") for block in blocks]
+    for index, block in enumerate(blocks):
+        block.forward = stub(index)
+    try:
+        for i, ids in enumerate(samples):
+            hidden_store["i"] = i
+            try:
+                model(ids.to(input_device(model)), use_cache=False)
+            except _Captured:
+                pass
+    finally:
+        for block, forward in zip(blocks, saved):
+            if forward is None:
+                del block.forward
+            else:
+                block.forward = forward
+    if any(k is None for k in kwargs):
+        missing = kwargs.index(None)
+        raise UserError(f"unsupported architecture {type(model).__name__}: the model never "
+                        f"called block {missing}, so its inputs cannot be captured")
+    return BlockInputs(hidden_store["inps"], kwargs)
+
+
+@torch.no_grad()
+def run_block(block: nn.Module, inps: torch.Tensor, kwargs: dict, outs: torch.Tensor,
+              after_sample=None) -> None:
+    """outs[j] = block(inps[j]) for every sample j, one sample at a time."""
+    for j in range(inps.shape[0]):
+        out = block(inps[j:j + 1], **kwargs)
+        outs[j] = (out[0] if isinstance(out, tuple) else out)[0]
+        if after_sample is not None:
+            after_sample()
