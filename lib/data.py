@@ -11,10 +11,12 @@ import json
 import logging
 import random
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lib.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 

@@ -1,39 +1,39 @@
-"""Sweep entries: a method, optionally with selectivity options, e.g.
-`wanda_select:idf_power=0.25,spiky_power=0.5`. Each entry becomes its own row and directory."""
+"""Sweep entries: a method, optionally with its options, e.g.
+`wanda_select:idf_power=0.25,spiky_power=0.5`. Each entry becomes its own row and directory.
+The keys an entry takes are the options its method declares (lib/methods.py)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 from lib.errors import UserError
 from lib.methods import DENSE, METHODS
-
-# entry keys and the main.py flag each sets
-OPTION_FLAGS = {name: f"--{name}" for name in (
-    "activity_quantile", "spike_top_frac", "idf_offset", "idf_power", "spiky_power",
-    "selectivity_floor")}
 
 
 @dataclass(frozen=True)
 class Entry:
     method: str
-    options: tuple[tuple[str, float], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def label(self) -> str:
         if not self.options:
             return self.method
-        return self.method + ":" + ",".join(f"{k}={v:g}" for k, v in self.options)
+        return self.method + ":" + ",".join(f"{k}={_text(v)}" for k, v in self.options)
 
     @property
     def dirname(self) -> str:
-        return self.method + "".join(f"__{k}={v:g}" for k, v in self.options)
+        return self.method + "".join(f"__{k}={_text(v)}" for k, v in self.options)
 
     def flags(self) -> list[str]:
         out = ["--prune_method", self.method]
         for key, value in self.options:
-            out += [OPTION_FLAGS[key], f"{value:g}"]
+            out += [f"--{key}", _text(value)]
         return out
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def parse_entry(text: str) -> Entry:
@@ -42,26 +42,20 @@ def parse_entry(text: str) -> Entry:
     if method not in METHODS and method != DENSE:
         raise UserError(f"sweep entry {text!r}: unknown method {method!r}; choose from "
                         f"{', '.join(METHODS)}")
-    options: dict[str, float] = {}
+    declared = {o.name: o for o in METHODS[method].options} if method in METHODS else {}
+    options: dict[str, Any] = {}
     if rest or text.strip().endswith(":"):
+        if not declared:
+            raise UserError(f"sweep entry {text!r}: {method} takes no options")
         for part in rest.split(","):
             key, eq, value = part.partition("=")
             key = key.strip()
-            if not eq or key not in OPTION_FLAGS:
+            if not eq or key not in declared:
                 raise UserError(f"sweep entry {text!r}: {part!r} is not key=value with a key "
-                                f"among {', '.join(OPTION_FLAGS)}")
-            try:
-                number = float(value)
-            except ValueError:
-                raise UserError(f"sweep entry {text!r}: {key}={value!r} is not a number") \
-                    from None
-            if not math.isfinite(number):
-                raise UserError(f"sweep entry {text!r}: {key} must be finite")
+                                f"among {', '.join(declared)}")
             if key in options:
                 raise UserError(f"sweep entry {text!r}: {key} given twice")
-            options[key] = number
-        if METHODS[method].statistic != "selectivity":
-            raise UserError(f"sweep entry {text!r}: {method} takes no selectivity options")
+            options[key] = declared[key].convert(value, f"sweep entry {text!r}")
     return Entry(method, tuple(sorted(options.items())))
 
 

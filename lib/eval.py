@@ -1,16 +1,14 @@
-"""WikiText-2 perplexity over non-overlapping windows (zero-shot evaluation comes later)."""
+"""WikiText-2 perplexity over non-overlapping windows (zero-shot accuracy: lib/zeroshot.py)."""
 from __future__ import annotations
 
 import logging
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm import tqdm
-
-from lib.models import input_device
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +22,6 @@ class Perplexity:
     predicted_tokens: int
 
 
-@torch.no_grad()
 def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: int | None = None,
                formula: str = "exact") -> Perplexity:
     """Perplexity over the first `max_windows` windows of `seqlen` tokens (tail dropped).
@@ -34,6 +31,12 @@ def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: in
     summed in float32. Every window predicts seqlen-1 tokens, so both are the same number up to
     rounding; the flag exists so published numbers can be compared like for like.
     """
+    import torch  # here, not at the top: the CLI reads PPL_FORMULAS without torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    from lib.models import input_device
+
     windows = ids.shape[1] // seqlen
     if max_windows is not None:
         windows = min(windows, max_windows)
@@ -44,7 +47,8 @@ def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: in
     wanda_nlls = []
     for w in tqdm(range(windows), desc="wikitext2 ppl"):
         batch = ids[:, w * seqlen:(w + 1) * seqlen].to(device)
-        logits = model(batch, use_cache=False).logits[0, :-1]
+        with torch.no_grad():
+            logits = model(batch, use_cache=False).logits[0, :-1]
         labels = batch[0, 1:].to(logits.device)
         if formula == "wanda":
             wanda_nlls.append(F.cross_entropy(logits, labels).float() * seqlen)

@@ -3,17 +3,25 @@
 Each statistic class takes the input activations of one linear (any leading shape, last
 dimension = input channels) batch by batch through `add_batch`. Linears that receive the
 same tensor (q/k/v, gate/up) share one statistic object: see InputStatsCollector.
+
+A class says what it offers through its public methods (a score names the ones it calls, and
+the method table checks them when it is built), which options it reads (`options`), which class
+to gather instead when a run saves selectivity statistics (`with_selectivity`), and how to
+build one for a run's settings (`factory`). torch is imported where it is used, so that the
+method table can be read without it.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import torch
-from torch import nn
+from lib.options import Option, Settings
 
-from lib.loghist import LogHistogram, exact_quantile
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 class WrappedGPT:
@@ -23,11 +31,20 @@ class WrappedGPT:
     float32 exactly like the Wanda repository, so `column_norm()` ranks weights identically.
     """
 
+    options: tuple[Option, ...] = ()
+    with_selectivity: type | None = None  # set below: SelectivityWrappedGPT
+
     def __init__(self, columns: int, device: torch.device):
+        import torch
+
         self.columns = columns
         self.scaler_row = torch.zeros(columns, dtype=torch.float32, device=device)
         self.nsamples = 0
         self.tokens = 0
+
+    @classmethod
+    def factory(cls, settings: Settings) -> Callable[[int, torch.device], WrappedGPT]:
+        return cls
 
     def add_batch(self, inp: torch.Tensor) -> None:
         batch = inp.shape[0] if inp.dim() == 3 else 1
@@ -59,20 +76,42 @@ class Selectivity:
     def idf(self, offset: float) -> torch.Tensor:
         """log((T + 1) / (n_j + 1)) + offset: Laplace-smoothed inverse document frequency."""
         n = self.active_frac * self.tokens
-        return torch.log((self.tokens + 1) / (n + 1)) + offset
+        return ((self.tokens + 1) / (n + 1)).log() + offset
 
 
 def _spikiness(top_mean: torch.Tensor, total: torch.Tensor, tokens: int) -> torch.Tensor:
     mean = total / tokens
-    return torch.where(mean > 0, top_mean / mean.clamp_min(1e-300), torch.ones_like(mean))
+    return (top_mean / mean.clamp_min(1e-300)).where(mean > 0, 1.0)
+
+
+SELECTIVITY_OPTIONS = (
+    Option("activity_quantile", 0.6, "q: a channel is active on a token where |x| exceeds the "
+           "q-quantile of all |x| of the layer input", valid="in (0, 1)",
+           check=lambda v: 0 < v < 1),
+    Option("spike_top_frac", 0.1, "f: spikiness = mean of a channel's top f share of |x| / its "
+           "mean |x|", valid="in (0, 1]", check=lambda v: 0 < v <= 1),
+    Option("idf_offset", 0.0, "added to idf = log((T+1)/(n+1)); 1 = smooth idf", valid=">= 0",
+           check=lambda v: v >= 0),
+    Option("selectivity_stats", "histogram", "histogram: bounded memory; exact: stores the "
+           "activations (validation, small models)", type=str,
+           choices=("histogram", "exact")),
+)
 
 
 class _SelectivityBase(WrappedGPT):
     """Computes Selectivity once per (quantile, top_frac): q/k/v share one statistic object."""
 
+    options = SELECTIVITY_OPTIONS
+
     def __init__(self, columns: int, device: torch.device):
         super().__init__(columns, device)
         self._cache: dict[tuple[float, float], Selectivity] = {}
+
+    @classmethod
+    def factory(cls, settings: Settings) -> Callable[[int, torch.device], WrappedGPT]:
+        if settings.selectivity_stats == "exact":
+            return ExactSelectivityWrappedGPT
+        return functools.partial(SelectivityWrappedGPT, quantile=settings.activity_quantile)
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
@@ -87,12 +126,29 @@ class _SelectivityBase(WrappedGPT):
     def _compute(self, quantile: float, top_frac: float) -> Selectivity:
         raise NotImplementedError
 
+    def export(self, settings: Settings) -> dict[str, torch.Tensor]:
+        """What --save_stats writes for one linear (float32, on the CPU)."""
+        import torch
+
+        sel = self.selectivity(settings.activity_quantile, settings.spike_top_frac)
+        f32 = dict(dtype=torch.float32, device="cpu")
+        return {
+            "norm": sel.norm.to(**f32).clone(),
+            "active_frac": sel.active_frac.to(**f32).clone(),
+            "idf": sel.idf(settings.idf_offset).to(**f32).clone(),
+            "spikiness": sel.spikiness.to(**f32).clone(),
+            "threshold": torch.tensor(sel.threshold, **f32),
+            "tokens": torch.tensor(float(sel.tokens), **f32),
+        }
+
 
 class SelectivityWrappedGPT(_SelectivityBase):
     """Wanda's norm plus activity and spikiness of every input channel, in one pass and in
     memory independent of the number of tokens (a per-channel log histogram of |x|)."""
 
     def __init__(self, columns: int, device: torch.device, quantile: float | None = None):
+        from lib.loghist import LogHistogram
+
         super().__init__(columns, device)
         # `quantile`: the activity quantile the run will ask for, to zoom in on its threshold
         self.hist = LogHistogram(columns, device, zoom_quantile=quantile)
@@ -123,6 +179,10 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
         self.chunks.append(inp.reshape(-1, inp.shape[-1]).float().abs())
 
     def _compute(self, quantile: float, top_frac: float) -> Selectivity:
+        import torch
+
+        from lib.loghist import exact_quantile
+
         a = torch.cat(self.chunks)
         tokens = a.shape[0]
         threshold = exact_quantile(a.reshape(-1), quantile)
@@ -133,6 +193,10 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
         return Selectivity(self.total_norm(), active.float(), spiky.float(), threshold, tokens)
 
 
+WrappedGPT.with_selectivity = SelectivityWrappedGPT
+_SelectivityBase.with_selectivity = SelectivityWrappedGPT
+
+
 class HessianWrappedGPT(WrappedGPT):
     """Wanda's norm plus SparseGPT's Hessian H = (2/n) * sum over tokens of x x^T, n = the
     number of calibration sequences, kept as a float32 running mean (no stored activations).
@@ -140,7 +204,11 @@ class HessianWrappedGPT(WrappedGPT):
     place of H (q/k/v share one object, so they factor once); `dead` keeps H's zero-diagonal
     inputs."""
 
+    with_selectivity = None  # --save_stats is for the norm-based methods
+
     def __init__(self, columns: int, device: torch.device):
+        import torch
+
         super().__init__(columns, device)
         self.hessian: torch.Tensor | None = torch.zeros(columns, columns, dtype=torch.float32,
                                                         device=device)
@@ -169,12 +237,25 @@ class HessianWrappedGPT(WrappedGPT):
         return self._hinv
 
 
-STATISTICS: dict[str, Callable[[int, torch.device], object]] = {
-    "norm": WrappedGPT,
-    "hessian": HessianWrappedGPT,
-    "selectivity": SelectivityWrappedGPT,
-    "selectivity_exact": ExactSelectivityWrappedGPT,
-}
+@dataclass(frozen=True)
+class ColumnSlice:
+    """What a blockwise score (lib/obs.py) sees of the statistic while the OBS update walks the
+    columns: the same columns as the weights it scores, on weights already updated. It offers
+    Wanda's norm and SparseGPT's diagonal of the inverse-Hessian factor, nothing else: a score
+    that needs more (the selectivity statistics) cannot run blockwise, which the method table
+    checks when it is built."""
+
+    stat: WrappedGPT
+    start: int
+    stop: int
+    _hinv_diag: torch.Tensor
+
+    def column_norm(self) -> torch.Tensor:
+        return self.stat.column_norm()[self.start:self.stop]
+
+    def hinv_diag(self) -> torch.Tensor:
+        """Diagonal of the upper Cholesky factor of H^-1 on these columns."""
+        return self._hinv_diag
 
 
 class InputStatsCollector:

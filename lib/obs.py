@@ -6,7 +6,7 @@ not yet visited (through the upper Cholesky factor of H^-1) keeps W X close to t
 output. Columns go in blocks of BLOCK_SIZE: inside a block the update is a rank-1 step per
 column; after the block, one matrix product carries the block's error to all later columns.
 
-Which weights to prune is the method's business:
+Which weights to prune is the method's score, and how scores become masks is lib/sparsity.py's:
   * "fixed": one mask chosen up front from the method's score (Wanda's *_seq ablations);
   * "blockwise": the mask re-chosen on the already-updated weights, jointly over each block's
     columns for unstructured sparsity, per group of M columns for N:M (SparseGPT, *_iter).
@@ -14,13 +14,12 @@ Which weights to prune is the method's business:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from lib import masks
 from lib.errors import UserError
+from lib.layerwrapper import ColumnSlice
 from lib.sparsity import Sparsity
 
 log = logging.getLogger(__name__)
@@ -33,19 +32,6 @@ DAMP_RETRIES = 4
 
 class HessianError(UserError):
     """H had inf/NaN entries, or stayed not positive definite at the largest damping tried."""
-
-
-@dataclass(frozen=True)
-class ColumnSlice:
-    """What a blockwise score sees of the statistic: the same columns as its weights."""
-
-    stat: object
-    start: int
-    stop: int
-    hinv_diag: torch.Tensor  # diag of the Cholesky factor of H^-1 on these columns
-
-    def column_norm(self) -> torch.Tensor:
-        return self.stat.column_norm()[self.start:self.stop]
 
 
 def dead_inputs(hessian: torch.Tensor) -> torch.Tensor:
@@ -106,33 +92,31 @@ def obs_prune(weight: torch.Tensor, hinv: torch.Tensor, sparsity: Sparsity,
     """Prune and OBS-update `weight` (float32, modified in place and returned).
 
     hinv: upper Cholesky factor of H^-1. Exactly one of `fixed_mask` (True = prune) and
-    `block_score(W_cols, start, stop, hinv_diag_cols)` (lower = pruned first) is given."""
+    `block_score(W_cols, start, stop, hinv_diag_cols)` (lower = pruned first) is given; with
+    the latter, `sparsity.blockwise` decides each block's (or N:M group's) mask."""
     if (fixed_mask is None) == (block_score is None):
         raise ValueError("give exactly one of fixed_mask and block_score")
     rows, cols = weight.shape
-    if sparsity.is_nm and block_size % sparsity.m:
-        # N:M groups never straddle two blocks
-        block_size = max(sparsity.m, block_size - block_size % sparsity.m)
-    pruned = 0
+    block_size = sparsity.block_size(block_size)
+    choice = sparsity.blockwise(rows) if block_score is not None else None
+    group = sparsity.m if choice is not None and choice.per_group else 0
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
         w1 = weight[:, i1:i2].clone()
         h1 = hinv[i1:i2, i1:i2]
         d1 = torch.diagonal(h1)
-        if fixed_mask is not None:
+        if choice is None:
             mask1 = fixed_mask[:, i1:i2]
-        elif not sparsity.is_nm:
-            # cumulative rounding: the matrix loses exactly int(ratio * numel) weights
-            k = int(sparsity.ratio * rows * i2) - pruned
-            mask1 = masks.lowest_mask(block_score(w1, i1, i2, d1), k)
+        elif not group:
+            mask1 = choice.block_mask(block_score(w1, i1, i2, d1), i2)
         else:
             mask1 = torch.zeros_like(w1, dtype=torch.bool)
         errors = torch.zeros_like(w1)
         for i in range(i2 - i1):
-            if fixed_mask is None and sparsity.is_nm and i % sparsity.m == 0:
-                group = slice(i, i + sparsity.m)
-                score = block_score(w1[:, group], i1 + i, i1 + i + sparsity.m, d1[group])
-                mask1[:, group] = masks.nm_mask(score, sparsity.n, sparsity.m)
+            if group and i % group == 0:
+                cut = slice(i, i + group)
+                mask1[:, cut] = choice.group_mask(block_score(w1[:, cut], i1 + i, i1 + i + group,
+                                                              d1[cut]))
             column = w1[:, i]
             kept = torch.where(mask1[:, i], torch.zeros_like(column), column)
             err = (column - kept) / h1[i, i]
@@ -140,7 +124,6 @@ def obs_prune(weight: torch.Tensor, hinv: torch.Tensor, sparsity: Sparsity,
             w1[:, i:].sub_(torch.outer(err, h1[i, i:]))
             w1[:, i] = kept
             errors[:, i] = err
-        pruned += int(mask1.sum())
         weight[:, i1:i2] = w1
         weight[:, i2:].sub_(errors @ hinv[i1:i2, i2:])
     return weight

@@ -1,25 +1,26 @@
 """The one layer-by-layer pruning loop shared by every method.
 
 For each decoder block: hooks gather the method's statistic while the calibration samples run
-through the unpruned block, the method scores each linear's weights, the sparsity turns scores
-into masks, weights are zeroed, and the samples run again through the pruned block to become
-the next block's inputs (so later blocks calibrate on the pruned model, as in Wanda).
+through the unpruned block, the method scores each linear's weights, the block's sparsity turns
+scores into masks, weights are zeroed (or OBS-updated), and the samples run again through the
+pruned block to become the next block's inputs (so later blocks calibrate on the pruned model,
+as in Wanda). Each block has its own target sparsity (uniform unless a plan says otherwise).
 """
 from __future__ import annotations
 
-import functools
 import logging
-from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from lib.errors import UserError
-from lib.layerwrapper import STATISTICS, InputStatsCollector
-from lib.methods import Method, MethodOptions
+from lib.layerwrapper import InputStatsCollector
+from lib.methods import Method
 from lib.models import decoder_layers, module_device
 from lib.obs import prune_with_obs
+from lib.options import Settings
 from lib.replay import capture_block_inputs, run_block
 from lib.sparsity import Sparsity
 
@@ -32,54 +33,21 @@ def find_linears(module: nn.Module) -> dict[str, nn.Linear]:
 
 @torch.no_grad()
 def prune_linear(linear: nn.Linear, method: Method, stat, sparsity: Sparsity,
-                 opts: MethodOptions, name: str = "") -> None:
+                 settings: Settings, name: str = "") -> None:
     weight = linear.weight.data
     if method.update is not None:
-        weight.copy_(prune_with_obs(weight, stat, method.score, method.update, method.scope,
-                                    sparsity, opts, name))
+        weight.copy_(prune_with_obs(weight, stat, method.score.fn, method.update, method.scope,
+                                    sparsity, settings, name))
         return
-    score = method.score(weight.float(), stat, opts)
+    score = method.score.fn(weight.float(), stat, settings)
     weight[sparsity.mask(score, method.scope)] = 0
 
 
-@dataclass
-class PruneRun:
-    layers: int
-    calibration_samples: int
-
-
-def statistic_factory(method: Method, opts: MethodOptions, want_selectivity: bool):
-    """The statistic class gathered on each linear's input. Selectivity statistics are a
-    superset of Wanda's norm, so --save_stats upgrades any norm-based method to them."""
-    key = method.statistic
-    if key == "norm" and want_selectivity:
-        key = "selectivity"
-    if key == "selectivity" and opts.selectivity_stats == "exact":
-        key = "selectivity_exact"
-    if key == "selectivity":
-        return functools.partial(STATISTICS[key], quantile=opts.activity_quantile)
-    return STATISTICS[key]
-
-
-def layer_stats_tensors(name: str, stat, opts: MethodOptions) -> dict[str, torch.Tensor]:
-    """What --save_stats writes for one pruned linear."""
-    sel = stat.selectivity(opts.activity_quantile, opts.spike_top_frac)
-    f32 = dict(dtype=torch.float32, device="cpu")
-    return {
-        f"{name}.norm": sel.norm.to(**f32).clone(),
-        f"{name}.active_frac": sel.active_frac.to(**f32).clone(),
-        f"{name}.idf": sel.idf(opts.idf_offset).to(**f32).clone(),
-        f"{name}.spikiness": sel.spikiness.to(**f32).clone(),
-        f"{name}.threshold": torch.tensor(sel.threshold, **f32),
-        f"{name}.tokens": torch.tensor(float(sel.tokens), **f32),
-    }
-
-
-def check_nm_fits(blocks: nn.ModuleList, sparsity: Sparsity) -> None:
+def check_nm_fits(blocks: nn.ModuleList, targets: Sequence[Sparsity]) -> None:
     """N:M groups run along each linear's inputs, so every input width must divide by M."""
-    if not sparsity.is_nm:
-        return
-    for index, block in enumerate(blocks):
+    for index, (block, sparsity) in enumerate(zip(blocks, targets)):
+        if not sparsity.is_nm:
+            continue
         for name, linear in find_linears(block).items():
             if linear.in_features % sparsity.m:
                 raise UserError(
@@ -88,29 +56,41 @@ def check_nm_fits(blocks: nn.ModuleList, sparsity: Sparsity) -> None:
                     "choose an M that divides every linear's input width")
 
 
+def block_targets(sparsity: Sparsity | Sequence[Sparsity], blocks: int) -> list[Sparsity]:
+    """One target per block: a single Sparsity means the same for every block."""
+    if isinstance(sparsity, Sparsity):
+        return [sparsity] * blocks
+    if len(sparsity) != blocks:
+        raise ValueError(f"{len(sparsity)} block targets for {blocks} blocks")
+    return list(sparsity)
+
+
 def _blocks_prefix(model: nn.Module, blocks: nn.ModuleList) -> str:
     return next(name for name, module in model.named_modules() if module is blocks)
 
 
 @torch.no_grad()
-def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
-                samples: list[torch.Tensor] | None, opts: MethodOptions,
-                stats_out: dict[str, torch.Tensor] | None = None) -> PruneRun:
-    """Prune every linear in every decoder block in place. With `stats_out`, also fill it
-    with every pruned linear's input statistics (see layer_stats_tensors)."""
+def prune_model(model: nn.Module, method: Method, sparsity: Sparsity | Sequence[Sparsity],
+                samples: list[torch.Tensor] | None, settings: Settings,
+                stats_out: dict[str, torch.Tensor] | None = None) -> None:
+    """Prune every linear in every decoder block in place, block b to `sparsity[b]` (or to
+    `sparsity` everywhere). With `stats_out`, also fill it with every pruned linear's input
+    selectivity statistics (the statistic's `export`)."""
     blocks = decoder_layers(model)
-    check_nm_fits(blocks, sparsity)
+    targets = block_targets(sparsity, len(blocks))
+    check_nm_fits(blocks, targets)
     if method.statistic is None:
-        for block in tqdm(blocks, desc=f"{method.name} blocks"):
+        for block, target in zip(tqdm(blocks, desc=f"{method.name} blocks"), targets):
             for linear in find_linears(block).values():
-                prune_linear(linear, method, None, sparsity, opts)
-        return PruneRun(len(blocks), 0)
+                prune_linear(linear, method, None, target, settings)
+        return
     if not samples:
         raise ValueError(f"{method.name} needs calibration samples")
+    statistic = method.statistic if stats_out is None else method.statistic.with_selectivity
+    factory = statistic.factory(settings)
     captured = capture_block_inputs(model, samples)
     inps = captured.hidden
     outs = torch.empty_like(inps)
-    factory = statistic_factory(method, opts, stats_out is not None)
     prefix = _blocks_prefix(model, blocks)
     for index, block in enumerate(tqdm(blocks, desc=f"{method.name} blocks")):
         device = module_device(block)
@@ -124,15 +104,15 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity,
         finally:
             collector.remove()
         for name, linear in linears.items():
-            prune_linear(linear, method, collector.stats[name], sparsity, opts,
-                         f"{prefix}.{index}.{name}")
+            full_name = f"{prefix}.{index}.{name}"
+            prune_linear(linear, method, collector.stats[name], targets[index], settings,
+                         full_name)
             if stats_out is not None:
-                stats_out.update(layer_stats_tensors(f"{prefix}.{index}.{name}",
-                                                     collector.stats[name], opts))
+                for key, value in collector.stats[name].export(settings).items():
+                    stats_out[f"{full_name}.{key}"] = value
         del collector
         run_block(block, inps, block_kwargs, outs)
         inps, outs = outs, inps
-    return PruneRun(len(blocks), len(samples))
 
 
 def sparsity_by_block(model: nn.Module) -> tuple[float, list[float]]:

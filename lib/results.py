@@ -1,4 +1,5 @@
-"""Results files (Wanda's log, a JSON record), run provenance and peak-memory measurement."""
+"""Results files (Wanda's log, a JSON record), configurations and package provenance; no torch,
+so that --skip_if_done decides without it (hardware provenance and memory: lib/machine.py)."""
 from __future__ import annotations
 
 import json
@@ -8,15 +9,16 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import torch
-
 from lib.errors import UserError
 
 # Keys that define a configuration: a results file with other values is another experiment.
 CONFIG_KEYS = ("model", "method", "sparsity_type", "sparsity_ratio", "use_variant", "nsamples",
                "seed", "seqlen", "calib_dataset", "eval_windows", "dtype", "ppl_formula",
                "method_options")
-PACKAGES = ("torch", "transformers", "datasets", "accelerate", "numpy", "safetensors", "lm_eval")
+# every package whose version can move a number: kernels (torch, numpy, numba/llvmlite for the
+# histogram), weights (gguf dequantizes the embedded models), tokens (tokenizers, sentencepiece)
+PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "gguf", "safetensors",
+            "datasets", "accelerate", "numpy", "numba", "llvmlite", "scipy", "lm_eval")
 
 
 def results_path(save: str, method: str) -> Path:
@@ -95,45 +97,3 @@ def versions() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return found
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a new peak: CUDA's allocator counter, or Linux's peak RSS (clear_refs 5)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        return
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_memory_bytes(device: torch.device) -> int:
-    """CUDA max allocated on GPU; process peak RSS (VmHWM) on CPU."""
-    if device.type == "cuda":
-        devices = range(torch.cuda.device_count())
-        return int(sum(torch.cuda.max_memory_allocated(i) for i in devices))
-    peak = _proc_status_bytes("VmHWM")
-    if peak is None:
-        import resource
-
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return peak
-
-
-def _proc_status_bytes(field: str) -> int | None:
-    """A memory field of /proc/self/status (Linux), in bytes."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def current_memory_bytes(device: torch.device) -> int:
-    """CUDA memory allocated now, or the process's resident set now."""
-    if device.type == "cuda":
-        return int(sum(torch.cuda.memory_allocated(i) for i in range(torch.cuda.device_count())))
-    return _proc_status_bytes("VmRSS") or 0

@@ -116,11 +116,20 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _drop_model_object_warning(record: logging.LogRecord) -> bool:
+    """HFLM warns whenever it is handed a model object instead of a name; handing it the pruned
+    model in memory is the point here, so that warning (which reads like an error) is dropped."""
+    return "model kwarg is not of type" not in record.getMessage()
+
+
 def evaluate(model, tokenizer, plan: ZeroShotPlan, device) -> dict[str, Any]:
     """Run the tasks zero-shot on `model` as it is in memory; returns the summary."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
+    hflm_log = logging.getLogger(HFLM.__module__)
+    if _drop_model_object_warning not in hflm_log.filters:
+        hflm_log.addFilter(_drop_model_object_warning)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=plan.batch_size,
               device=str(device))
     start = time.perf_counter()

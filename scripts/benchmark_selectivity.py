@@ -22,8 +22,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import data, models, results  # noqa: E402
-from lib.methods import METHODS, MethodOptions  # noqa: E402
+from lib import data, machine, models, sources  # noqa: E402
+from lib.methods import METHODS  # noqa: E402
 from lib.prune import prune_model  # noqa: E402
 from lib.replay import capture_block_inputs, run_block  # noqa: E402
 from lib.sparsity import parse_sparsity  # noqa: E402
@@ -45,14 +45,14 @@ def floor_passes(model, samples) -> None:
 
 def measure(fn, device) -> tuple[float, int, int]:
     """Seconds, peak memory, and peak memory above what was in use when the run started."""
-    results.reset_peak_memory(device)
-    baseline = results.current_memory_bytes(device)
+    machine.reset_peak_memory(device)
+    baseline = machine.current_memory_bytes(device)
     start = time.perf_counter()
     fn()
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    peak = results.peak_memory_bytes(device)
+    peak = machine.peak_memory_bytes(device)
     return seconds, peak, peak - baseline
 
 
@@ -69,9 +69,11 @@ def main() -> int:
     p.add_argument("--methods", default=",".join(CANDIDATES))
     args = p.parse_args()
 
-    device = models.resolve_device(args.device)
-    dtype = models.resolve_dtype(args.dtype, device)
-    source = models.resolve_model(args.model)
+    from lib.plan import resolve_device, resolve_dtype
+
+    device = torch.device(resolve_device(args.device))
+    dtype = getattr(torch, resolve_dtype(args.dtype, str(device)))
+    source = sources.resolve_model(args.model)
     tokenizer = models.load_tokenizer(source, None)
     base = models.load_model(source, dtype, device, None)
     original = {k: v.clone() for k, v in base.state_dict().items()}
@@ -83,7 +85,8 @@ def main() -> int:
     def pruner(method):
         def run():
             base.load_state_dict(original)
-            prune_model(base, METHODS[method], sparsity, samples, MethodOptions())
+            # each method with its CLI defaults (e.g. floor 1 for wanda_idf and wanda_select)
+            prune_model(base, METHODS[method], sparsity, samples, METHODS[method].settings({}))
         return run
 
     jobs = {"floor": lambda: floor_passes(base, samples), "wanda": pruner("wanda")}

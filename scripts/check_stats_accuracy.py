@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import data, models  # noqa: E402
+from lib import data, models, sources  # noqa: E402
 from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT  # noqa: E402
 from lib.prune import find_linears  # noqa: E402
 
@@ -51,7 +51,7 @@ def main() -> int:
     p.add_argument("--activity_quantile", type=float, default=0.6)
     p.add_argument("--spike_top_frac", type=float, default=0.1)
     args = p.parse_args()
-    source = models.resolve_model(args.model)
+    source = sources.resolve_model(args.model)
     tokenizer = models.load_tokenizer(source, None)
     model = models.load_model(source, torch.float32, torch.device("cpu"), None)
     windows = data.calibration_windows("c4", tokenizer, args.nsamples, 0, args.seqlen,

@@ -1,4 +1,4 @@
-"""The whole CLI, in process, on tiny random LLaMA (GQA) and OPT models."""
+"""The whole CLI, in process, on tiny random LLaMA (GQA), OPT, Gemma 2 and Gemma 3 models."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import main
+from lib.methods import METHODS
 from lib.prune import find_linears
 
 FAST = ["--nsamples", "4", "--seqlen", "32", "--eval_windows", "3"]
@@ -23,41 +24,43 @@ def load_results(save, method):
     return json.loads((save / f"results_{method}.json").read_text())
 
 
-@pytest.mark.parametrize("family", ["llama", "opt", "gemma2", "gemma3"])
-@pytest.mark.parametrize("method", ["magnitude", "wanda"])
-@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
-def test_cli_prunes_exactly(family, method, kind, request, tmp_path, data_dir):
-    model_dir = request.getfixturevalue(f"tiny_{family}_dir")
-    rc = run_cli(model_dir, tmp_path, data_dir, "--prune_method", method,
-                 "--sparsity_ratio", "0.5", "--sparsity_type", kind)
-    assert rc == 0
-    res = load_results(tmp_path, method)
-    assert res["actual_sparsity"] == 0.5
-    assert all(f == 0.5 for f in res["sparsity_per_layer"])
+def check_exact_run(save, method, ratio=0.5) -> dict:
+    """A finished run that pruned every block to exactly `ratio`, with its files."""
+    res = load_results(save, method)
     assert res["status"] == "done" and math.isfinite(res["ppl_test"])
+    assert res["actual_sparsity"] == ratio
+    assert set(res["sparsity_per_layer"]) == {ratio}
+    assert set(res["sparsity_target_per_layer"]) == {ratio}
     for key in ("model", "method", "sparsity_type", "sparsity_ratio", "actual_sparsity",
                 "ppl_test", "seqlen", "nsamples", "seed", "calib_dataset", "eval_windows",
-                "prune_seconds", "peak_memory_bytes", "device", "dtype", "versions"):
-        assert key in res
-    log = (tmp_path / f"log_{method}.txt").read_text().splitlines()
+                "prune_seconds", "peak_memory_bytes", "device", "dtype", "versions", "machine",
+                "method_options"):
+        assert key in res, key
+    assert set(res["method_options"]) == {o.name for o in METHODS[method].options}
+    log = (save / f"log_{method}.txt").read_text().splitlines()
     assert log[0] == "method\tactual_sparsity\tppl_test"
     assert log[1].split("\t")[0] == method
+    return res
 
 
-OBS_METHODS = ["sparsegpt", "ablate_mag_seq", "ablate_wanda_seq", "ablate_mag_iter",
-               "ablate_wanda_iter"]
-
-
-@pytest.mark.parametrize("family,method", [("llama", m) for m in OBS_METHODS]
-                         + [("opt", "sparsegpt"), ("gemma3", "sparsegpt")])
-@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8"])
-def test_cli_obs_methods_prune_exactly(family, method, kind, request, tmp_path, data_dir):
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("kind", ["unstructured", "2:4"])
+def test_every_method_prunes_exactly(family, method, kind, request, tmp_path, data_dir):
+    """Every entry of the method table, through the CLI: a new method is covered here."""
     model_dir = request.getfixturevalue(f"tiny_{family}_dir")
     assert run_cli(model_dir, tmp_path, data_dir, "--prune_method", method,
                    "--sparsity_ratio", "0.5", "--sparsity_type", kind) == 0
-    res = load_results(tmp_path, method)
-    assert res["actual_sparsity"] == 0.5 and set(res["sparsity_per_layer"]) == {0.5}
-    assert math.isfinite(res["ppl_test"])
+    check_exact_run(tmp_path, method)
+
+
+@pytest.mark.parametrize("family", ["opt", "gemma2"])
+@pytest.mark.parametrize("method", ["wanda", "sparsegpt"])
+def test_other_families_and_wider_groups(family, method, request, tmp_path, data_dir):
+    model_dir = request.getfixturevalue(f"tiny_{family}_dir")
+    assert run_cli(model_dir, tmp_path, data_dir, "--prune_method", method,
+                   "--sparsity_type", "4:8") == 0
+    check_exact_run(tmp_path, method)
 
 
 def test_variant_within_tolerance(tiny_llama_dir, tmp_path, data_dir):
@@ -167,17 +170,17 @@ def test_other_configuration_not_replaced(tiny_llama_dir, tmp_path, data_dir, ca
     assert load_results(tmp_path, "wanda")["seed"] == 1
 
 
-@pytest.mark.parametrize("method", ["wanda_idf", "wanda_spiky", "wanda_select"])
-@pytest.mark.parametrize("kind", ["unstructured", "2:4", "4:8", "variant"])
-def test_selectivity_methods_cli(method, kind, tiny_llama_dir, tmp_path, data_dir):
-    flags = ["--use_variant"] if kind == "variant" else ["--sparsity_type", kind]
+SELECTIVITY_METHODS = [m for m in METHODS if "idf_power" in {o.name for o in
+                                                               METHODS[m].options}]
+
+
+@pytest.mark.parametrize("method", SELECTIVITY_METHODS)
+def test_selectivity_methods_with_variant_and_options(method, tiny_llama_dir, tmp_path,
+                                                      data_dir):
     assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", method,
-                   "--sparsity_ratio", "0.5", "--idf_offset", "1", *flags) == 0
+                   "--sparsity_ratio", "0.5", "--idf_offset", "1", "--use_variant") == 0
     res = load_results(tmp_path, method)
-    if kind == "variant":
-        assert abs(res["actual_sparsity"] - 0.5) <= 1e-3
-    else:
-        assert res["actual_sparsity"] == 0.5
+    assert abs(res["actual_sparsity"] - 0.5) <= 1e-3
     assert res["method_options"]["idf_offset"] == 1.0 and math.isfinite(res["ppl_test"])
 
 

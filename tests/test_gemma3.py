@@ -2,15 +2,18 @@
 global (rotary base 1M) layers, replayed and pruned on windows longer than the sliding window."""
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lib import data
-from lib.methods import METHODS, MethodOptions
+from lib.methods import METHODS
 from lib.models import decoder_layers
 from lib.prune import find_linears, prune_model
 from lib.sparsity import parse_sparsity
 from test_replay import direct_sequential_wanda_masks, last_block_outputs, replayed_outputs
+
+pytestmark = pytest.mark.slow
 
 SEQLEN = 600  # > the 512-token sliding window, so local and global masks differ
 
@@ -44,7 +47,7 @@ def test_gemma3_wanda_masks_equal_direct_sequential_wanda(gemma3_dir, data_dir):
         AutoModelForCausalLM.from_pretrained(gemma3_dir).eval(), samples, 0.5)
     model = AutoModelForCausalLM.from_pretrained(gemma3_dir).eval()
     prune_model(model, METHODS["wanda"], parse_sparsity("unstructured", 0.5, False), samples,
-                MethodOptions())
+                METHODS["wanda"].settings({}))
     for b, block in enumerate(decoder_layers(model)):
         for name, lin in find_linears(block).items():
             assert torch.equal(lin.weight.data == 0, expected[f"{b}.{name}"]), f"{b}.{name}"

@@ -9,7 +9,8 @@ import torch
 from lib import masks, obs
 from lib.errors import UserError
 from lib.layerwrapper import HessianWrappedGPT
-from lib.methods import METHODS, MethodOptions
+from lib.methods import METHODS
+from tiny_models import option_settings
 from lib.sparsity import parse_sparsity
 
 
@@ -34,10 +35,10 @@ def pruned(method: str, weight: torch.Tensor, stat, kind: str) -> torch.Tensor:
     sparsity = parse_sparsity(kind, 0.5 if kind == "unstructured" else 0, False)
     if m.update is None:
         w = weight.clone()
-        w[sparsity.mask(m.score(w, stat, MethodOptions()), m.scope)] = 0
+        w[sparsity.mask(m.score.fn(w, stat, option_settings()), m.scope)] = 0
         return w
-    return obs.prune_with_obs(weight, stat, m.score, m.update, m.scope, sparsity,
-                              MethodOptions())
+    return obs.prune_with_obs(weight, stat, m.score.fn, m.update, m.scope, sparsity,
+                              option_settings())
 
 
 def test_hessian_is_the_running_mean_of_two_x_xt():
@@ -89,10 +90,10 @@ def test_fixed_mask_ablations_keep_the_scores_mask():
     x = correlated_inputs(1024, 128, seed=6)
     weight = torch.randn(32, 128, generator=torch.Generator().manual_seed(7))
     stat = gathered(x)
-    for method, scope, score in (("ablate_wanda_seq", "row", METHODS["wanda"].score),
-                                 ("ablate_mag_seq", "matrix", METHODS["magnitude"].score)):
+    for method, scope, score in (("ablate_wanda_seq", "row", METHODS["wanda"].score.fn),
+                                 ("ablate_mag_seq", "matrix", METHODS["magnitude"].score.fn)):
         sparsity = parse_sparsity("unstructured", 0.5, False)
-        expected = sparsity.mask(score(weight, stat, MethodOptions()), scope)
+        expected = sparsity.mask(score(weight, stat, option_settings()), scope)
         w = pruned(method, weight, stat, "unstructured")
         assert torch.equal(w == 0, expected)
         assert not torch.equal(w[~expected], weight[~expected])  # the kept weights moved
@@ -107,7 +108,7 @@ def test_iterative_ablations_choose_each_block_on_updated_weights(method):
     assert int((w == 0).sum()) == weight.numel() // 2
     # the second block's mask differs from one chosen on the original weights
     base = "magnitude" if "mag" in method else "wanda"
-    score = METHODS[base].score(weight, stat, MethodOptions())[:, 128:]
+    score = METHODS[base].score.fn(weight, stat, option_settings())[:, 128:]
     once = masks.lowest_mask(score, score.numel() // 2)
     assert not torch.equal(w[:, 128:] == 0, once)
     assert float(torch.linalg.norm((weight - w) @ x.t())) < float(

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lib.methods import METHODS, MethodOptions
+from lib.methods import METHODS
 from lib.models import decoder_layers
 from lib.prune import find_linears, prune_model
 from lib.replay import capture_block_inputs, run_block
@@ -123,7 +123,26 @@ def test_wanda_masks_equal_direct_sequential_wanda(family, request):
     samples = random_samples(model, count=4)
     expected = direct_sequential_wanda_masks(load(family, request), samples, 0.5)
     prune_model(model, METHODS["wanda"], parse_sparsity("unstructured", 0.5, False), samples,
-                MethodOptions())
+                METHODS["wanda"].settings({}))
+    for b, block in enumerate(decoder_layers(model)):
+        for name, lin in find_linears(block).items():
+            assert torch.equal(lin.weight.data == 0, expected[f"{b}.{name}"]), f"{b}.{name}"
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_magnitude_masks_equal_direct_rule(family, request):
+    """Magnitude by its definition: in every linear, the int(numel * ratio) smallest |W|
+    (ties: the earlier flat index first) are zeroed."""
+    model = load(family, request)
+    expected = {}
+    for b, block in enumerate(decoder_layers(model)):
+        for name, lin in find_linears(block).items():
+            flat = lin.weight.data.abs().reshape(-1)
+            mask = torch.zeros(flat.numel(), dtype=torch.bool)
+            mask[torch.sort(flat, stable=True).indices[:int(flat.numel() * 0.5)]] = True
+            expected[f"{b}.{name}"] = mask.reshape(lin.weight.shape)
+    prune_model(model, METHODS["magnitude"], parse_sparsity("unstructured", 0.5, False), None,
+                METHODS["magnitude"].settings({}))
     for b, block in enumerate(decoder_layers(model)):
         for name, lin in find_linears(block).items():
             assert torch.equal(lin.weight.data == 0, expected[f"{b}.{name}"]), f"{b}.{name}"

@@ -8,7 +8,8 @@ import torch
 
 from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
 from lib.loghist import exact_quantile
-from lib.methods import METHODS, MethodOptions
+from lib.methods import METHODS
+from tiny_models import option_settings
 
 
 def planted_batches(seed=0, samples=6, tokens=400, columns=48):
@@ -111,8 +112,8 @@ def test_scores_match_direct_formula(method, alpha, beta, offset):
         exact.add_batch(b)
     sel = exact.selectivity(0.6, 0.1)
     weight = torch.randn(5, 48)
-    opts = MethodOptions(idf_offset=offset, idf_power=alpha, spiky_power=beta)
-    score = METHODS[method].score(weight, FixedStat(sel), opts)
+    opts = option_settings(idf_offset=offset, idf_power=alpha, spiky_power=beta)
+    score = METHODS[method].score.fn(weight, FixedStat(sel), opts)
     for i in range(5):
         for j in range(48):
             idf = math.log((sel.tokens + 1) / (sel.active_frac[j].item() * sel.tokens + 1)) + offset
@@ -130,9 +131,9 @@ def test_floor_keeps_massive_channel_alive():
         exact.add_batch(b)
     sel = exact.selectivity(0.6, 0.1)
     weight = torch.ones(1, 48)
-    faithful = METHODS["wanda_idf"].score(weight, FixedStat(sel), MethodOptions())
+    faithful = METHODS["wanda_idf"].score.fn(weight, FixedStat(sel), option_settings())
     assert faithful[0, 1] < 0.01 * sel.norm[1]  # always-on massive channel: idf ~ 0
-    floored = METHODS["wanda_idf"].score(weight, FixedStat(sel), MethodOptions(selectivity_floor=1))
+    floored = METHODS["wanda_idf"].score.fn(weight, FixedStat(sel), option_settings(selectivity_floor=1))
     idf = sel.idf(0.0)
     for j in range(48):
         expected = sel.norm[j].item() * max(idf[j].item() / idf.median().item(), 1.0)
@@ -209,12 +210,13 @@ def test_ties_near_the_threshold_are_not_split():
     ("wanda_select", ["--selectivity_floor", "0"], 0.0),
     ("wanda_spiky", ["--selectivity_floor", "2"], 2.0),
 ])
-def test_selectivity_floor_defaults_per_method(method, flag, expected):
-    from lib.pipeline import method_options
-    from main import build_parser
+def test_selectivity_floor_defaults_per_method(method, flag, expected, tiny_llama_dir):
+    from lib.cli import build_parser
+    from lib.plan import plan_run
 
-    args = build_parser().parse_args(["--prune_method", method, *flag])
-    assert method_options(args, METHODS[method]).selectivity_floor == expected
+    args = build_parser().parse_args(["--model", str(tiny_llama_dir), "--prune_method", method,
+                                      "--sparsity_ratio", "0.5", *flag])
+    assert plan_run(args).settings.selectivity_floor == expected
 
 
 def test_zoom_window_holds_the_first_batch_threshold_when_channels_differ():

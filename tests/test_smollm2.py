@@ -3,12 +3,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
 import main
 from lib import masks
 from lib.prune import find_linears
+
+pytestmark = pytest.mark.slow
 
 BUDGET = ["--nsamples", "8", "--seqlen", "256", "--eval_windows", "8"]
 

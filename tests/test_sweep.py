@@ -27,6 +27,7 @@ def sweep(model_dir, out_root, data_dir, methods: str, *sparsity,
         cwd=ROOT, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, data_dir):
     first = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
     assert first.returncode == 0, first.stderr[-2000:]
@@ -46,6 +47,7 @@ def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, 
     assert (group / "wanda" / "results_wanda.json").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_llama_dir, tmp_path, data_dir):
     # --use_variant suits wanda but not the OBS ablation: that one run fails
     proc = sweep(tiny_llama_dir, tmp_path, data_dir, "ablate_mag_seq,wanda", "0.5",
@@ -64,6 +66,7 @@ def test_malformed_entry_is_refused_before_anything_runs(tiny_llama_dir, tmp_pat
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_two_seed_sweep_gives_one_row_per_entry_with_spread(tiny_llama_dir, tmp_path, data_dir):
     proc = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,wanda_spiky:spiky_power=0.5",
                  "0.5", "2:4", extra=["--seeds", "0,1"])

@@ -44,6 +44,7 @@ def test_tiny_model_writes_zero_shot_results(tiny_llama_dir, tmp_path, data_dir,
     assert record["zero_shot"]["file"] == "zero_shot_wanda.json" and record["status"] == "done"
 
 
+@pytest.mark.slow
 def test_smollm2_knows_capitals_until_heavily_pruned(smollm2_dir, tmp_path, data_dir, task_dir):
     dense = zero_shot_run(smollm2_dir, tmp_path / "dense", data_dir, task_dir)
     pruned = zero_shot_run(smollm2_dir, tmp_path / "mag90", data_dir, task_dir,

@@ -83,6 +83,17 @@ def save_tiny_model(config, tokenizer, out_dir: Path, seed: int = 0) -> Path:
 def embedded_hf_dir(alias: str) -> Path:
     """An embedded real model as a plain HF directory: the converted copy the alias loads from
     (written once; dequantizing the GGUF takes 15-30 s, the copy loads in about a second)."""
-    from lib import models
+    from lib import models, sources
 
-    return models.ensure_converted(models.resolve_model(alias))
+    return models.ensure_converted(sources.resolve_model(alias))
+
+
+def option_settings(**overrides):
+    """Every declared method option at its global default (floor 0: the faithful formulas),
+    with overrides."""
+    from lib.methods import all_options
+    from lib.options import Settings
+
+    values = Settings({o.name: o.default for o in all_options()})
+    values.update(overrides)
+    return values

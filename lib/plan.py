@@ -1,0 +1,204 @@
+"""Everything a run decides before it loads anything heavy, without torch or transformers:
+flags, method options, sparsity, model source and context, device and dtype, data files, the
+save directory and whether its finished results already answer the run (--skip_if_done)."""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lib import data, hub, results, sources
+from lib.errors import UserError
+from lib.methods import DENSE, METHODS, Method, all_options
+from lib.options import Settings
+from lib.sparsity import Sparsity, parse_sparsity
+
+MAX_DEFAULT_SEQLEN = 4096
+DTYPE_SHORT = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+
+
+@dataclass
+class Plan:
+    args: argparse.Namespace
+    source: sources.ModelSource
+    method_name: str
+    method: Method | None
+    sparsity: Sparsity
+    settings: Settings
+    seqlen: int
+    device: str  # "cpu", "cuda", "cuda:N"
+    dtype: str  # "float32", "float16", "bfloat16"
+    save: str
+    already_done: bool = False  # --skip_if_done found this configuration's finished results
+    zero_shot: Any = field(default=None, repr=False)  # lib.zeroshot.ZeroShotPlan, when asked
+
+    @property
+    def prunes(self) -> bool:
+        return self.method is not None and self.sparsity.ratio > 0
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.prunes and self.method.statistic is not None
+
+    @property
+    def save_stats_statistic(self) -> type | None:
+        """The statistic gathered for --save_stats (selectivity, a superset of Wanda's norm)."""
+        return self.method.statistic.with_selectivity if self.needs_calibration else None
+
+
+def _validate_flags(args: argparse.Namespace) -> None:
+    zero_shot_flags = [flag for flag, value in (
+        ("--tasks", args.tasks), ("--tasks_include_path", args.tasks_include_path),
+        ("--zero_shot_limit", args.zero_shot_limit)) if value is not None]
+    checks = [
+        (not (zero_shot_flags and not args.eval_zero_shot),
+         f"{zero_shot_flags[0] if zero_shot_flags else ''} needs --eval_zero_shot"),
+        (args.zero_shot_limit is None or args.zero_shot_limit >= 1,
+         f"--zero_shot_limit {args.zero_shot_limit}: need at least 1 example"),
+        (args.zero_shot_batch_size >= 1,
+         f"--zero_shot_batch_size {args.zero_shot_batch_size} must be >= 1"),
+        (args.tasks_include_path is None or os.path.isdir(args.tasks_include_path),
+         f"--tasks_include_path {args.tasks_include_path} is not a directory"),
+        (args.nsamples >= 1, f"--nsamples {args.nsamples}: need at least 1 calibration sample"),
+        (args.seqlen is None or args.seqlen >= 2,
+         f"--seqlen {args.seqlen}: need at least 2 tokens per window"),
+        (args.eval_windows is None or args.eval_windows >= 1,
+         f"--eval_windows {args.eval_windows}: need at least 1 window"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+
+
+def _method(args: argparse.Namespace, sparsity: Sparsity) -> tuple[str, Method | None, Settings]:
+    name = args.prune_method or DENSE
+    if name != DENSE and name not in METHODS:
+        raise UserError(f"unknown --prune_method {name}; choose from {', '.join([DENSE, *METHODS])}")
+    method = METHODS.get(name)
+    if method is None and sparsity.ratio > 0:
+        raise UserError(f"--sparsity_ratio/--sparsity_type need a --prune_method "
+                        f"({', '.join(METHODS)})")
+    if method is not None and sparsity.variant and (method.scope != "row" or method.update):
+        raise UserError(f"--use_variant is for the zeroing row-wise methods (wanda and the "
+                        f"selectivity methods); drop it for {name}")
+    given = {o.name: getattr(args, o.name) for o in all_options()}
+    settings = method.settings(given) if method is not None else Settings()
+    if args.save_stats:
+        statistic = method.statistic if method is not None else None
+        if statistic is None or statistic.with_selectivity is None or sparsity.ratio == 0:
+            raise UserError("--save_stats needs a pruning method that gathers statistics "
+                            "(wanda or a selectivity method) and a sparsity above 0")
+        # the saved statistics read the selectivity options even when the score does not
+        extra = {o.name: given[o.name] if given[o.name] is not None else o.default
+                 for o in statistic.with_selectivity.options if o.name not in settings}
+        settings = Settings({**settings, **extra})
+    return name, method, settings
+
+
+def resolve_device(flag: str) -> str:
+    """The device a run will use, without torch where the answer is certain: no NVIDIA driver
+    means no CUDA. With a driver, torch decides (imported here, for --device auto only)."""
+    driver = Path("/proc/driver/nvidia/version").exists() or Path("/dev/nvidiactl").exists()
+    if flag.startswith("cuda") and not driver:
+        raise UserError(f"--device {flag}: CUDA is not available here (no NVIDIA driver); "
+                        "use --device cpu")
+    if flag != "auto":
+        return flag
+    if not driver:
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(flag: str, device: str) -> str:
+    if flag == "auto":
+        return "float16" if device.startswith("cuda") else "float32"
+    return flag
+
+
+def _seqlen(args: argparse.Namespace, source: sources.ModelSource) -> int:
+    if source.kind == "hub" and not hub.reachable() and \
+            sources.context_length(source, args.cache_dir) is None:
+        raise UserError(f"--model {args.model}: the Hugging Face Hub is unreachable and the "
+                        "model is not in the local cache; pass a local model directory, a "
+                        ".gguf file or an alias")
+    limit = sources.context_length(source, args.cache_dir)
+    if args.seqlen is None:
+        if limit is None:
+            raise UserError("the model config gives no context length: pass --seqlen")
+        return min(limit, MAX_DEFAULT_SEQLEN)
+    if limit is not None and args.seqlen > limit:
+        raise UserError(f"--seqlen {args.seqlen} is larger than the model's context of {limit} "
+                        "tokens")
+    return args.seqlen
+
+
+def budget_tag(record: dict, method: Method | None) -> str:
+    """The default save directory's last part: every configuration key that a file name and
+    the model/pattern folders do not already hold, so that runs that differ never collide."""
+    evals = record["eval_windows"] if record["eval_windows"] is not None else "all"
+    parts = [f"{record['calib_dataset']}-{record['nsamples']}x{record['seqlen']}",
+             f"seed{record['seed']}", f"eval{evals}", DTYPE_SHORT.get(record["dtype"],
+                                                                    record["dtype"])]
+    if record["use_variant"]:
+        parts.append("variant")
+    if record["ppl_formula"] != "exact":
+        parts.append(f"ppl-{record['ppl_formula']}")
+    if method is not None:
+        for option in method.options:
+            value = record["method_options"].get(option.name, method.default(option))
+            if value != method.default(option):
+                parts.append(f"{option.name}={value:g}" if isinstance(value, float)
+                             else f"{option.name}={value}")
+    return "_".join(str(p) for p in parts)
+
+
+def default_save_dir(source: sources.ModelSource, sparsity: Sparsity, record: dict,
+                     method: Method | None) -> str:
+    kind = sparsity.type_name.replace(":", "-")
+    return f"out/{source.short_name}/{kind}_{sparsity.ratio:g}/{budget_tag(record, method)}"
+
+
+def new_record(plan: Plan) -> dict:
+    args = plan.args
+    return {
+        "model": args.model, "method": plan.method_name,
+        "sparsity_type": plan.sparsity.type_name, "sparsity_ratio": plan.sparsity.ratio,
+        "use_variant": plan.sparsity.variant, "nsamples": args.nsamples, "seed": args.seed,
+        "seqlen": plan.seqlen, "calib_dataset": args.calib_dataset,
+        "eval_windows": args.eval_windows, "dtype": plan.dtype,
+        "ppl_formula": args.ppl_formula,
+        "method_options": {o.name: plan.settings[o.name] for o in plan.method.options}
+        if plan.method is not None else {},
+        "device": plan.device, "data_dir": args.data_dir,
+        "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
+    }
+
+
+def plan_run(args: argparse.Namespace) -> Plan:
+    """Validate flags, model context, device, data files and the save directory; decide
+    --skip_if_done. Reads no weights and imports neither torch nor transformers (except torch
+    for --device auto on a machine with an NVIDIA driver)."""
+    _validate_flags(args)
+    sparsity = parse_sparsity(args.sparsity_type, args.sparsity_ratio, args.use_variant)
+    method_name, method, settings = _method(args, sparsity)
+    device = resolve_device(args.device)
+    plan = Plan(args, sources.resolve_model(args.model), method_name, method, sparsity, settings,
+                0, device, resolve_dtype(args.dtype, device), "")
+    data.check_data_files(args.data_dir, args.calib_dataset if plan.needs_calibration else None,
+                          evaluate=True)
+    if args.data_dir is None or (args.eval_zero_shot and args.tasks_include_path is None):
+        hub.reachable()  # decides offline mode before any Hub client starts retrying
+    plan.seqlen = _seqlen(args, plan.source)
+    record = new_record(plan)
+    plan.save = args.save or default_save_dir(plan.source, sparsity, record, method)
+    config = results.config_of(record)
+    needs = ("zero_shot",) if args.eval_zero_shot else ()
+    if args.skip_if_done and results.finished(plan.save, method_name, config, needs):
+        plan.already_done = True
+        return plan
+    results.check_save_dir(plan.save, method_name, config, args.overwrite)
+    return plan

@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""Rerun the documented examples and compare their output with the numbers the docs show.
+
+In QUICKSTART.md (or any page given), a ```bash block preceded by the line
+`<!-- docs-check -->` is run as written from the repository root (with .venv/bin first on
+PATH), and the numbers in the output block right after it are compared with what the commands
+print: every `wikitext perplexity X` line, and every row of a zero-shot table (accuracy and
+normalized accuracy).
+
+Tolerances: perplexity within 0.2% (relative) and accuracies within one example's share, which
+is what another CPU's float kernels can move (see README, "Reproducing the numbers"); on the
+machine the docs were written on the numbers are equal to the last digit, and the check says
+which it found.
+
+  python scripts/check_docs.py [PAGE.md ...] [--list]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKER = "<!-- docs-check -->"
+PPL_TOLERANCE = 0.002
+PPL_LINE = re.compile(r"^wikitext perplexity (\S+)$", re.M)
+# "task  acc  stderr  acc_norm  stderr  n"; "-" where a task has no normalized accuracy
+TABLE_ROW = re.compile(r"^(\S+)\s+([\d.]+)\s+[\d.-]+\s+([\d.-]+)\s+[\d.-]+\s+(\d+)$", re.M)
+
+
+@dataclass
+class Example:
+    page: str
+    line: int
+    commands: str
+    output: str
+
+
+def examples(page: Path) -> list[Example]:
+    """The marked bash blocks of a page, each with the output block that follows it."""
+    text = page.read_text()
+    found = []
+    for match in re.finditer(re.escape(MARKER) + r"\s*```bash\n(.*?)```\s*```\n(.*?)```", text,
+                             re.S):
+        line = text[:match.start()].count("\n") + 1
+        found.append(Example(page.name, line, match.group(1), match.group(2)))
+    return found
+
+
+def numbers(text: str) -> dict[str, float]:
+    """The comparable numbers of a command's output, by name."""
+    values = {f"perplexity {i}": float(v) for i, v in enumerate(PPL_LINE.findall(text))}
+    for task, acc, acc_norm, n in TABLE_ROW.findall(text):
+        values[f"{task} acc (n={n})"] = float(acc)
+        if acc_norm != "-":
+            values[f"{task} acc_norm (n={n})"] = float(acc_norm)
+    return values
+
+
+def compare(documented: dict[str, float], produced: dict[str, float]) -> list[str]:
+    """Problems, empty when every documented number is reproduced within tolerance."""
+    problems = []
+    for name, expected in documented.items():
+        got = produced.get(name)
+        if got is None:
+            problems.append(f"{name}: documented {expected}, not printed")
+            continue
+        if name.startswith("perplexity"):
+            tolerance = PPL_TOLERANCE * expected
+        else:
+            tolerance = 1 / int(re.search(r"n=(\d+)", name).group(1)) + 1e-9
+        if abs(got - expected) > tolerance:
+            problems.append(f"{name}: documented {expected}, got {got} "
+                            f"(tolerance {tolerance:.4g})")
+    return problems
+
+
+def run(example: Example) -> str:
+    env = dict(os.environ, PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    done = subprocess.run(["bash", "-eo", "pipefail", "-c", example.commands], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"exit {done.returncode}: " + " | ".join(tail))
+    return done.stdout + done.stderr
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("pages", nargs="*", default=[str(ROOT / "QUICKSTART.md")])
+    p.add_argument("--list", action="store_true", help="list the checked examples, run none")
+    args = p.parse_args()
+    failures = 0
+    for page in map(Path, args.pages):
+        for example in examples(page):
+            documented = numbers(example.output)
+            where = f"{example.page}:{example.line}"
+            if args.list:
+                print(f"{where}: {len(documented)} numbers: {', '.join(documented)}")
+                continue
+            print(f"{where}: running ...", flush=True)
+            try:
+                produced = numbers(run(example))
+            except RuntimeError as err:
+                print(f"{where}: FAILED to run ({err})")
+                failures += 1
+                continue
+            problems = compare(documented, produced)
+            exact = all(produced.get(k) == v for k, v in documented.items())
+            verdict = "identical" if exact else "within tolerance" if not problems else "DIFFERS"
+            print(f"{where}: {verdict} ({len(documented)} numbers)")
+            for problem in problems:
+                print(f"  {problem}")
+            failures += bool(problems)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
