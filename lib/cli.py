@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lib import layer_sparsity
 from lib.embedded import EMBEDDED
 from lib.eval import PPL_FORMULAS
 from lib.methods import DENSE, METHODS, all_options, methods_with
@@ -98,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="seeds the calibration sampler, which picks the windows (default 0)")
 
     _add_method_options(p)
+    layers = p.add_argument_group("layer-wise sparsity (any method)")
+    for option in layer_sparsity.OPTIONS:
+        kwargs = dict(default=None, help=option.describe())
+        if option.choices:
+            kwargs["choices"] = option.choices
+        else:
+            kwargs["type"] = option.type
+        layers.add_argument(option.flag, **kwargs)
 
     ev = p.add_argument_group("evaluation")
     ev.add_argument("--eval_windows", type=int, default=None,

@@ -1,11 +1,13 @@
 """Sweep entries: a method, optionally with its options, e.g.
 `wanda_select:idf_power=0.25,spiky_power=0.5`. Each entry becomes its own row and directory.
-The keys an entry takes are the options its method declares (lib/methods.py)."""
+The keys an entry takes are the options its method declares (lib/methods.py) and the layer-wise
+sparsity options (lib/layer_sparsity.py), e.g. `wanda:layer_sparsity=owl`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from lib import layer_sparsity
 from lib.errors import UserError
 from lib.methods import DENSE, METHODS
 
@@ -42,7 +44,8 @@ def parse_entry(text: str) -> Entry:
     if method not in METHODS and method != DENSE:
         raise UserError(f"sweep entry {text!r}: unknown method {method!r}; choose from "
                         f"{', '.join(METHODS)}")
-    declared = {o.name: o for o in METHODS[method].options} if method in METHODS else {}
+    declared = {o.name: o for o in (*METHODS[method].options, *layer_sparsity.OPTIONS)} \
+        if method in METHODS else {}
     options: dict[str, Any] = {}
     if rest or text.strip().endswith(":"):
         if not declared:

@@ -44,6 +44,7 @@ class Method:
     # the mask from `score` chosen "fixed" (once, up front) or "blockwise" (re-chosen per
     # 128-column block or N:M group on the updated weights, `score` getting a ColumnSlice)
     update: str | None = None
+    scope_option: str | None = None  # an option that chooses the scope instead (e.g. RIA's)
 
     def __post_init__(self):
         if self.update not in (None, "fixed", "blockwise"):
@@ -57,6 +58,8 @@ class Method:
             raise TypeError(f"{self.name}: its score calls {', '.join(missing)}, which {where} "
                             f"does not offer ({self.update or 'zeroing'} mode)")
         names = [o.name for o in self.options]
+        if self.scope_option is not None and self.scope_option not in names:
+            raise ValueError(f"{self.name}: scope_option {self.scope_option} is not an option")
         unknown = [k for k, _ in self.defaults if k not in names]
         if unknown:
             raise ValueError(f"{self.name}: defaults for options it has not: {unknown}")
@@ -65,6 +68,9 @@ class Method:
     def options(self) -> tuple[Option, ...]:
         own = self.statistic.options if self.statistic is not None else ()
         return tuple(unique((*own, *self.score_options)))
+
+    def scope_for(self, settings: Settings) -> str:
+        return settings[self.scope_option] if self.scope_option else self.scope
 
     def default(self, option: Option) -> Any:
         return dict(self.defaults).get(option.name, option.default)
@@ -123,6 +129,25 @@ def _selectivity_score(use_idf: bool, use_spikiness: bool) -> Score:
     return Score(score, ("selectivity",))
 
 
+RIA_OPTIONS = (
+    Option("ria_power", 0.5, "a: exponent of ||X_j|| in RIA's score", valid=">= 0",
+           check=lambda v: v >= 0),
+    Option("ria_compare", "matrix", "unstructured: compare scores within the whole matrix (RIA's "
+           "default) or within each output row", type=str, choices=("matrix", "row")),
+)
+
+
+def ria_score(weight: torch.Tensor, stat: Any, opts: Settings) -> torch.Tensor:
+    """RIA (Zhang et al. 2024): relative importance |W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|
+    (the first sum over input j's column, all outputs; the second over output i's row, all
+    inputs), times ||X_j||^a. A zero row or column adds nothing (not a division by zero)."""
+    a = weight.abs()
+    column = a.sum(dim=0, keepdim=True)
+    row = a.sum(dim=1, keepdim=True)
+    relative = a / column.where(column > 0, 1.0) + a / row.where(row > 0, 1.0)
+    return relative * stat.column_norm().reshape(1, -1) ** opts.ria_power
+
+
 MAGNITUDE = Score(magnitude_score)
 WANDA = Score(wanda_score, ("column_norm",))
 # idf ~ 0 on the massive-activation channels; measured remedy: floor 1 (SELECTIVITY.md)
@@ -139,6 +164,9 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("wanda_select", _selectivity_score(True, True), scope="row",
            summary="|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta", defaults=IDF_REMEDY,
            **SELECTIVITY),
+    Method("ria", Score(ria_score, ("column_norm",)), WrappedGPT, "matrix",
+           "(|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|) * ||X_j||^a (RIA)",
+           score_options=RIA_OPTIONS, scope_option="ria_compare"),
     Method("sparsegpt", Score(obs_saliency, ("hinv_diag",)), HessianWrappedGPT, "block",
            "w^2 / [H^-1]_jj^2 per 128-column block, OBS update", update="blockwise"),
     Method("ablate_mag_seq", MAGNITUDE, HessianWrappedGPT, "matrix",

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from lib import data, machine, models, results, zeroshot
+from lib import data, layer_sparsity, machine, models, results, zeroshot
 from lib.errors import UserError
 from lib.eval import perplexity
 from lib.plan import Plan, new_record
@@ -27,15 +27,16 @@ def save_stats(stats: dict[str, torch.Tensor], path: str) -> None:
 
 
 def prune_phase(plan: Plan, model, tokenizer, samples, record: dict) -> None:
-    """Prune; record time (capture, statistics, scores, masks and both passes of every block;
-    not loading or sampling the data), peak memory and sparsity; save stats and model."""
+    """Prune; record time (OWL's dense pass if asked, then capture, statistics, scores, masks
+    and both passes of every block; not loading or sampling the data), peak memory and
+    sparsity; save stats and model."""
     args, device = plan.args, torch.device(plan.device)
-    targets = [plan.sparsity] * len(models.decoder_layers(model))
     stats = {} if args.save_stats else None
     machine.reset_peak_memory(device)
     start = time.perf_counter()
+    layers = layer_sparsity.plan_blocks(plan.layers, plan.sparsity, model, samples)
     if plan.prunes:
-        prune_model(model, plan.method, targets, samples, plan.settings, stats)
+        prune_model(model, plan.method, layers.targets, samples, plan.settings, stats)
     if device.type == "cuda":
         torch.cuda.synchronize()
     record["prune_seconds"] = round(time.perf_counter() - start, 3)
@@ -45,8 +46,7 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict) -> None:
     for i, fraction in enumerate(per_block):
         log.info("layer %d sparsity %.6f", i, fraction)
     log.info("sparsity sanity check %.4f", actual)
-    record.update(actual_sparsity=actual, sparsity_per_layer=per_block,
-                  sparsity_target_per_layer=[t.ratio if plan.prunes else 0.0 for t in targets],
+    record.update(actual_sparsity=actual, sparsity_per_layer=per_block, **layers.record(),
                   status="pruned")
     results.write_results(plan.save, plan.method_name, record)
     if stats is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib import data, hub, results, sources
+from lib import data, hub, layer_sparsity, results, sources
 from lib.errors import UserError
 from lib.methods import DENSE, METHODS, Method, all_options
 from lib.options import Settings
@@ -27,6 +27,7 @@ class Plan:
     method: Method | None
     sparsity: Sparsity
     settings: Settings
+    layers: Settings  # lib/layer_sparsity.py's options: uniform or OWL
     seqlen: int
     device: str  # "cpu", "cuda", "cuda:N"
     dtype: str  # "float32", "float16", "bfloat16"
@@ -40,12 +41,9 @@ class Plan:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.prunes and self.method.statistic is not None
-
-    @property
-    def save_stats_statistic(self) -> type | None:
-        """The statistic gathered for --save_stats (selectivity, a superset of Wanda's norm)."""
-        return self.method.statistic.with_selectivity if self.needs_calibration else None
+        """A statistic to gather, or OWL's dense pass to measure."""
+        return self.prunes and (self.method.statistic is not None
+                                or self.layers.layer_sparsity != "uniform")
 
 
 def _validate_flags(args: argparse.Namespace) -> None:
@@ -75,16 +73,18 @@ def _validate_flags(args: argparse.Namespace) -> None:
 def _method(args: argparse.Namespace, sparsity: Sparsity) -> tuple[str, Method | None, Settings]:
     name = args.prune_method or DENSE
     if name != DENSE and name not in METHODS:
-        raise UserError(f"unknown --prune_method {name}; choose from {', '.join([DENSE, *METHODS])}")
+        raise UserError(f"unknown --prune_method {name}; choose from "
+                        f"{', '.join([DENSE, *METHODS])}")
     method = METHODS.get(name)
     if method is None and sparsity.ratio > 0:
         raise UserError(f"--sparsity_ratio/--sparsity_type need a --prune_method "
                         f"({', '.join(METHODS)})")
-    if method is not None and sparsity.variant and (method.scope != "row" or method.update):
-        raise UserError(f"--use_variant is for the zeroing row-wise methods (wanda and the "
-                        f"selectivity methods); drop it for {name}")
     given = {o.name: getattr(args, o.name) for o in all_options()}
     settings = method.settings(given) if method is not None else Settings()
+    if method is not None and sparsity.variant and (method.scope_for(settings) != "row"
+                                                    or method.update):
+        raise UserError(f"--use_variant is for the zeroing row-wise methods (wanda and the "
+                        f"selectivity methods); drop it for {name}")
     if args.save_stats:
         statistic = method.statistic if method is not None else None
         if statistic is None or statistic.with_selectivity is None or sparsity.ratio == 0:
@@ -95,6 +95,16 @@ def _method(args: argparse.Namespace, sparsity: Sparsity) -> tuple[str, Method |
                  for o in statistic.with_selectivity.options if o.name not in settings}
         settings = Settings({**settings, **extra})
     return name, method, settings
+
+
+def _layers(args: argparse.Namespace, sparsity: Sparsity, method: Method | None) -> Settings:
+    layers = layer_sparsity.settings({o.name: getattr(args, o.name)
+                                      for o in layer_sparsity.OPTIONS})
+    layer_sparsity.check(layers, sparsity)
+    if layers.layer_sparsity != "uniform" and (method is None or sparsity.ratio == 0):
+        raise UserError(f"--layer_sparsity {layers.layer_sparsity} needs a --prune_method and a "
+                        "--sparsity_ratio above 0")
+    return layers
 
 
 def resolve_device(flag: str) -> str:
@@ -147,6 +157,9 @@ def budget_tag(record: dict, method: Method | None) -> str:
         parts.append("variant")
     if record["ppl_formula"] != "exact":
         parts.append(f"ppl-{record['ppl_formula']}")
+    if record["layer_sparsity"]:
+        owl = record["layer_sparsity"]
+        parts.append(f"{owl['layer_sparsity']}-m{owl['owl_m']:g}-lambda{owl['owl_lambda']:g}")
     if method is not None:
         for option in method.options:
             value = record["method_options"].get(option.name, method.default(option))
@@ -173,6 +186,7 @@ def new_record(plan: Plan) -> dict:
         "ppl_formula": args.ppl_formula,
         "method_options": {o.name: plan.settings[o.name] for o in plan.method.options}
         if plan.method is not None else {},
+        "layer_sparsity": layer_sparsity.config_of(plan.layers),
         "device": plan.device, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
     }
@@ -185,9 +199,10 @@ def plan_run(args: argparse.Namespace) -> Plan:
     _validate_flags(args)
     sparsity = parse_sparsity(args.sparsity_type, args.sparsity_ratio, args.use_variant)
     method_name, method, settings = _method(args, sparsity)
+    layers = _layers(args, sparsity, method)
     device = resolve_device(args.device)
     plan = Plan(args, sources.resolve_model(args.model), method_name, method, sparsity, settings,
-                0, device, resolve_dtype(args.dtype, device), "")
+                layers, 0, device, resolve_dtype(args.dtype, device), "")
     data.check_data_files(args.data_dir, args.calib_dataset if plan.needs_calibration else None,
                           evaluate=True)
     if args.data_dir is None or (args.eval_zero_shot and args.tasks_include_path is None):

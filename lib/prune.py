@@ -36,11 +36,11 @@ def prune_linear(linear: nn.Linear, method: Method, stat, sparsity: Sparsity,
                  settings: Settings, name: str = "") -> None:
     weight = linear.weight.data
     if method.update is not None:
-        weight.copy_(prune_with_obs(weight, stat, method.score.fn, method.update, method.scope,
-                                    sparsity, settings, name))
+        weight.copy_(prune_with_obs(weight, stat, method.score.fn, method.update,
+                                    method.scope_for(settings), sparsity, settings, name))
         return
     score = method.score.fn(weight.float(), stat, settings)
-    weight[sparsity.mask(score, method.scope)] = 0
+    weight[sparsity.mask(score, method.scope_for(settings))] = 0
 
 
 def check_nm_fits(blocks: nn.ModuleList, targets: Sequence[Sparsity]) -> None:

@@ -14,7 +14,7 @@ from lib.errors import UserError
 # Keys that define a configuration: a results file with other values is another experiment.
 CONFIG_KEYS = ("model", "method", "sparsity_type", "sparsity_ratio", "use_variant", "nsamples",
                "seed", "seqlen", "calib_dataset", "eval_windows", "dtype", "ppl_formula",
-               "method_options")
+               "method_options", "layer_sparsity")
 # every package whose version can move a number: kernels (torch, numpy, numba/llvmlite for the
 # histogram), weights (gguf dequantizes the embedded models), tokens (tokenizers, sentencepiece)
 PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "gguf", "safetensors",

@@ -4,10 +4,9 @@ summarize.
   python -m lib.sweep MODEL [SPARSITY] [TYPE] [--methods ENTRIES] [--seeds 0,1,2]
                       [--out_root DIR] [-- main.py flags]
 
-An entry is a method, or a method with selectivity options, each its own row:
-  wanda_select:idf_power=0.25,spiky_power=0.5
-(keys: activity_quantile, spike_top_frac, idf_offset, idf_power, spiky_power,
-selectivity_floor). Each run is its own process (a crash or out-of-memory in one leaves the
+An entry is a method, or a method with options, each its own row:
+  wanda_select:idf_power=0.25,spiky_power=0.5   wanda:layer_sparsity=owl   ria:ria_power=1
+(keys: the method's options and the layer-wise sparsity options; see main.py --help). Each run is its own process (a crash or out-of-memory in one leaves the
 others) and writes to <out_root>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/)
 with a run.log; it is skipped when that directory already holds its finished results for the
 same configuration (main.py --skip_if_done). The seed changes only the calibration windows.
@@ -23,18 +22,10 @@ from pathlib import Path
 from lib import summary
 from lib.entries import Entry, parse_entry, parse_seeds, split_entries
 from lib.errors import UserError
+from lib.sources import short_name
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_METHODS = ("wanda", "wanda_idf", "wanda_spiky", "wanda_select")
-
-
-def model_short_name(model: str) -> str:
-    from lib.models import resolve_model
-
-    try:
-        return resolve_model(model).short_name
-    except UserError:  # every run will then fail with main.py's own one-line message
-        return Path(model.rstrip("/")).name or "model"
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -45,7 +36,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p = argparse.ArgumentParser(prog="run_selectivity_experiments.sh", description=__doc__,
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model")
-    p.add_argument("sparsity", nargs="?", default="0.5")
+    p.add_argument("sparsity", nargs="?", default="0.5",
+                   help="sparsity ratio, or several comma-separated (0.5,0.6,0.7)")
     p.add_argument("type", nargs="?", default="unstructured")
     p.add_argument("--methods", default=os.environ.get("METHODS", ",".join(DEFAULT_METHODS)),
                    help="comma- or space-separated entries (default: $METHODS, else "
@@ -60,6 +52,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if not args.entries:
         raise UserError("--methods is empty")
     args.seed_list = parse_seeds(args.seeds) if args.seeds is not None else None
+    args.levels = [level.strip() for level in args.sparsity.split(",") if level.strip()]
+    if not args.levels:
+        raise UserError("give a sparsity ratio such as 0.5, or several: 0.5,0.6,0.7")
     return args, extra
 
 
@@ -79,13 +74,17 @@ def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
     return proc.returncode, skipped
 
 
-def planned_runs(args: argparse.Namespace, group: Path) -> list[tuple[Entry, int, Path]]:
-    """Seed by seed, every entry within a seed: a sweep cut short still leaves complete
-    seeds, i.e. paired comparisons."""
+def planned_runs(args: argparse.Namespace,
+                 root: Path) -> list[tuple[Entry, str, int, Path]]:
+    """Seed by seed, every level and entry within a seed: a sweep cut short still leaves
+    complete seeds, i.e. paired comparisons."""
+    def group(level: str) -> Path:
+        return root / args.type.replace(":", "-") / level
     if args.seed_list is None:
-        return [(entry, 0, group / entry.dirname) for entry in args.entries]
-    return [(entry, seed, group / entry.dirname / f"seed{seed}")
-            for seed in args.seed_list for entry in args.entries]
+        return [(entry, level, 0, group(level) / entry.dirname)
+                for level in args.levels for entry in args.entries]
+    return [(entry, level, seed, group(level) / entry.dirname / f"seed{seed}")
+            for seed in args.seed_list for level in args.levels for entry in args.entries]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +93,18 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = Path(args.out_root or f"out/{model_short_name(args.model)}_selectivity")
-    group = root / args.type.replace(":", "-") / args.sparsity
-    runs = planned_runs(args, group)
+    root = Path(args.out_root or f"out/{short_name(args.model)}_selectivity")
+    group = root / args.type.replace(":", "-")
+    if len(args.levels) == 1:
+        group = group / args.levels[0]
+    runs = planned_runs(args, root)
     outcome: dict[str, str] = {}
-    for i, (entry, seed, save) in enumerate(runs, 1):
-        name = entry.label + (f" seed {seed}" if args.seed_list is not None else "")
+    for i, (entry, level, seed, save) in enumerate(runs, 1):
+        name = entry.label + (f" at {level}" if len(args.levels) > 1 else "") \
+            + (f" seed {seed}" if args.seed_list is not None else "")
         print(f"=== [{i}/{len(runs)}] {name} -> {save}", flush=True)
         cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model, *entry.flags(),
-               "--sparsity_ratio", args.sparsity, "--sparsity_type", args.type,
+               "--sparsity_ratio", level, "--sparsity_type", args.type,
                "--save", str(save), "--skip_if_done", *extra]
         if args.seed_list is not None:
             cmd += ["--seed", str(seed)]

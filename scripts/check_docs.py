@@ -72,7 +72,8 @@ def compare(documented: dict[str, float], produced: dict[str, float]) -> list[st
         if name.startswith("perplexity"):
             tolerance = PPL_TOLERANCE * expected
         else:
-            tolerance = 1 / int(re.search(r"n=(\d+)", name).group(1)) + 1e-9
+            # one example, plus the rounding of numbers printed to four digits
+            tolerance = 1 / int(re.search(r"n=(\d+)", name).group(1)) + 1e-4
         if abs(got - expected) > tolerance:
             problems.append(f"{name}: documented {expected}, got {got} "
                             f"(tolerance {tolerance:.4g})")

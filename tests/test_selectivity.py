@@ -133,7 +133,8 @@ def test_floor_keeps_massive_channel_alive():
     weight = torch.ones(1, 48)
     faithful = METHODS["wanda_idf"].score.fn(weight, FixedStat(sel), option_settings())
     assert faithful[0, 1] < 0.01 * sel.norm[1]  # always-on massive channel: idf ~ 0
-    floored = METHODS["wanda_idf"].score.fn(weight, FixedStat(sel), option_settings(selectivity_floor=1))
+    floored = METHODS["wanda_idf"].score.fn(weight, FixedStat(sel),
+                                            option_settings(selectivity_floor=1))
     idf = sel.idf(0.0)
     for j in range(48):
         expected = sel.norm[j].item() * max(idf[j].item() / idf.median().item(), 1.0)

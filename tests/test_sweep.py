@@ -165,6 +165,28 @@ def test_entries_parse_and_reject():
             parse_seeds(bad)
 
 
+def test_entries_take_every_declared_option_and_levels_plan_seed_by_seed():
+    from lib.entries import parse_entry
+    from lib.errors import UserError
+    from lib.sweep import parse_args, planned_runs
+
+    owl = parse_entry("wanda:layer_sparsity=owl,owl_lambda=0.1")
+    assert owl.flags() == ["--prune_method", "wanda", "--layer_sparsity", "owl",
+                           "--owl_lambda", "0.1"]
+    assert parse_entry("ria:ria_compare=row").flags()[-2:] == ["--ria_compare", "row"]
+    for bad in ("wanda:layer_sparsity=best", "ria:ria_power=-1", "wanda:owl_m=0"):
+        with pytest.raises(UserError):
+            parse_entry(bad)
+    args, extra = parse_args(["m", "0.5,0.7", "--methods", "wanda,ria", "--seeds", "0,1", "--",
+                              "--nsamples", "4"])
+    runs = planned_runs(args, Path("root"))
+    assert extra == ["--nsamples", "4"]
+    assert [(e.method, level, seed) for e, level, seed, _ in runs] == [
+        ("wanda", "0.5", 0), ("ria", "0.5", 0), ("wanda", "0.7", 0), ("ria", "0.7", 0),
+        ("wanda", "0.5", 1), ("ria", "0.5", 1), ("wanda", "0.7", 1), ("ria", "0.7", 1)]
+    assert runs[2][3] == Path("root/unstructured/0.7/wanda/seed0")
+
+
 def test_seed_statistics_against_hand_computation(tmp_path):
     ppl = {"wanda": [100.0, 110.0, 105.0], "wanda_spiky": [98.0, 107.0, 104.0],
            "wanda_idf": [120.0, 125.0, 118.0]}
