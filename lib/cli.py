@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="auto, cpu, cuda or cuda:N (default auto: CUDA when available)")
     run.add_argument("--dtype", default="auto", choices=["auto", "float16", "bfloat16", "float32"],
                      help="compute dtype (default auto: float16 on CUDA, float32 on CPU)")
+    run.add_argument("--offload", action="store_true",
+                     help="keep the weights in their safetensors files and bring one block at a "
+                          "time onto --device (pruning and perplexity); peak memory is one block "
+                          "plus activations, whatever the depth (default off)")
     run.add_argument("--cache_dir", default="llm_weights",
                      help="Hugging Face download cache (default llm_weights)")
 

@@ -23,8 +23,10 @@ class Perplexity:
 
 
 def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: int | None = None,
-               formula: str = "exact") -> Perplexity:
+               formula: str = "exact", forward=None) -> Perplexity:
     """Perplexity over the first `max_windows` windows of `seqlen` tokens (tail dropped).
+    `forward(w, batch)` gives window w's logits (default: the model's forward; --offload
+    streams the blocks instead).
 
     "exact": exp(total NLL / total predicted tokens), NLL summed in float64.
     "wanda": the Wanda repository's formula, exp(sum_w mean_loss_w * seqlen / (W * seqlen)),
@@ -48,7 +50,8 @@ def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: in
     for w in tqdm(range(windows), desc="wikitext2 ppl"):
         batch = ids[:, w * seqlen:(w + 1) * seqlen].to(device)
         with torch.no_grad():
-            logits = model(batch, use_cache=False).logits[0, :-1]
+            logits = (forward(w, batch) if forward is not None
+                      else model(batch, use_cache=False).logits)[0, :-1]
         labels = batch[0, 1:].to(logits.device)
         if formula == "wanda":
             wanda_nlls.append(F.cross_entropy(logits, labels).float() * seqlen)

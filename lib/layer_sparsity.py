@@ -9,7 +9,8 @@ is the target. When every block has the same D_b the spread is undefined; then e
 the target (uniform), which is also the limit of the formula as the spread goes to 0.
 
 The extra cost is one dense calibration pass: every block runs once more over the calibration
-windows, with Wanda's norm hooks, before pruning starts (recorded as `owl_pass_seconds`).
+windows, with Wanda's norm hooks, before pruning starts (recorded as `owl_pass_seconds`; one
+pass, not two: the dense blocks' outputs are the next blocks' inputs).
 """
 from __future__ import annotations
 
@@ -93,14 +94,14 @@ class LayerPlan:
 
 
 def plan_blocks(values: Settings, sparsity: Sparsity, model: nn.Module,
-                samples: list[torch.Tensor] | None) -> LayerPlan:
+                samples: list[torch.Tensor] | None, store=None) -> LayerPlan:
     from lib.models import decoder_layers
 
     blocks = len(decoder_layers(model))
     if values.layer_sparsity == "uniform":
         return LayerPlan([sparsity] * blocks)
     start = time.perf_counter()
-    outliers = measure_outlier_ratios(model, samples, values.owl_m)
+    outliers = measure_outlier_ratios(model, samples, values.owl_m, store)
     ratios = owl_ratios(outliers, sparsity.ratio, values.owl_lambda)
     bad = [(b, r) for b, r in enumerate(ratios) if not 0 <= r < 1]
     if bad:
@@ -111,40 +112,21 @@ def plan_blocks(values: Settings, sparsity: Sparsity, model: nn.Module,
                      time.perf_counter() - start)
 
 
-def measure_outlier_ratios(model: nn.Module, samples: list[torch.Tensor],
-                           m: float) -> list[float]:
+def measure_outlier_ratios(model: nn.Module, samples: list[torch.Tensor], m: float,
+                           store=None) -> list[float]:
     """OWL's dense pass: each block's outlier ratio of Wanda scores, on inputs from the dense
-    blocks before it."""
-    import torch
-    from tqdm import tqdm
-
-    from lib.layerwrapper import InputStatsCollector, WrappedGPT
-    from lib.models import decoder_layers, module_device
-    from lib.prune import find_linears
-    from lib.replay import capture_block_inputs, run_block
+    blocks before it (`store`: lib.prune.BlockStore, for offloaded blocks)."""
+    from lib.layerwrapper import WrappedGPT
+    from lib.prune import BlockWalk
 
     if not samples:
         raise ValueError("OWL needs calibration samples")
-    blocks = decoder_layers(model)
-    captured = capture_block_inputs(model, samples)
-    inps = captured.hidden
-    outs = torch.empty_like(inps)
     ratios = []
-    with torch.no_grad():
-        for index, block in enumerate(tqdm(blocks, desc="owl dense pass")):
-            device = module_device(block)
-            if inps.device != device:
-                inps, outs = inps.to(device), outs.to(device)
-            linears = find_linears(block)
-            collector = InputStatsCollector(linears, WrappedGPT)
-            try:
-                run_block(block, inps, captured.kwargs_for(index, device), outs,
-                          collector.end_sample)
-            finally:
-                collector.remove()
-            scores = [lin.weight.data.float().abs()
-                      * collector.stats[name].column_norm().reshape(1, -1)
-                      for name, lin in linears.items()]
-            ratios.append(outlier_ratio(scores, m))
-            inps, outs = outs, inps
+    # the blocks stay dense, so the statistics pass's outputs feed the next block (no replay)
+    for visit in BlockWalk(model, samples, WrappedGPT, replay=False, store=store,
+                           desc="owl dense pass"):
+        scores = [lin.weight.data.float().abs()
+                  * visit.stats[name].column_norm().reshape(1, -1)
+                  for name, lin in visit.linears.items()]
+        ratios.append(outlier_ratio(scores, m))
     return ratios

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from lib import data, layer_sparsity, machine, models, results, zeroshot
+from lib import data, layer_sparsity, machine, models, offload, results, zeroshot
 from lib.errors import UserError
 from lib.eval import perplexity
 from lib.plan import Plan, new_record
@@ -26,23 +26,31 @@ def save_stats(stats: dict[str, torch.Tensor], path: str) -> None:
     save_file(stats, path)
 
 
-def prune_phase(plan: Plan, model, tokenizer, samples, record: dict) -> None:
+def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
+                streamed: offload.OffloadedModel | None = None) -> None:
     """Prune; record time (OWL's dense pass if asked, then capture, statistics, scores, masks
-    and both passes of every block; not loading or sampling the data), peak memory and
-    sparsity; save stats and model."""
+    and both passes of every block; not loading or sampling the data, but loading the blocks
+    with --offload), peak memory and sparsity; save stats and model."""
     args, device = plan.args, torch.device(plan.device)
     stats = {} if args.save_stats else None
+    writer = offload.ShardWriter(args.save_model) if streamed and args.save_model else None
+    store = streamed.store(writer) if streamed else None
     machine.reset_peak_memory(device)
     start = time.perf_counter()
-    layers = layer_sparsity.plan_blocks(plan.layers, plan.sparsity, model, samples)
+    layers = layer_sparsity.plan_blocks(plan.layers, plan.sparsity, model, samples,
+                                        streamed.store() if streamed else None)
     if plan.prunes:
-        prune_model(model, plan.method, layers.targets, samples, plan.settings, stats)
+        prune_model(model, plan.method, layers.targets, samples, plan.settings, stats, store)
+    elif store is not None:  # dense: every block still passes through (count, copy)
+        for index in range(len(streamed.blocks)):
+            store.load(index)
+            store.release(index)
     if device.type == "cuda":
         torch.cuda.synchronize()
     record["prune_seconds"] = round(time.perf_counter() - start, 3)
     record["peak_memory_bytes"] = machine.peak_memory_bytes(device)
 
-    actual, per_block = sparsity_by_block(model)
+    actual, per_block = streamed.sparsity() if streamed else sparsity_by_block(model)
     for i, fraction in enumerate(per_block):
         log.info("layer %d sparsity %.6f", i, fraction)
     log.info("sparsity sanity check %.4f", actual)
@@ -52,14 +60,23 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict) -> None:
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
-    if args.save_model:
+    if writer is not None:
+        streamed.save_resident(writer, tokenizer)
+        log.info("saved pruned model to %s", args.save_model)
+    elif args.save_model:
         models.save_model(model, tokenizer, args.save_model)
         log.info("saved pruned model to %s", args.save_model)
 
 
-def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict) -> None:
+def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
+                   streamed: offload.OffloadedModel | None = None) -> None:
+    args = plan.args
     start = time.perf_counter()
-    result = perplexity(model, ids, plan.seqlen, plan.args.eval_windows, plan.args.ppl_formula)
+    forward = None
+    if streamed is not None:
+        windows = min(ids.shape[1] // plan.seqlen, args.eval_windows or ids.shape[1])
+        forward = streamed.window_logits(ids, plan.seqlen, windows)
+    result = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula, forward)
     record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
                   eval_tokens=result.predicted_tokens,
                   eval_seconds=round(time.perf_counter() - start, 3), status="done")
@@ -109,11 +126,18 @@ def run(plan: Plan) -> int:
     torch.manual_seed(args.seed)
     tokenizer = models.load_tokenizer(plan.source, args.cache_dir)
     samples, test_ids = load_data(plan, tokenizer)
-    model = models.load_model(plan.source, getattr(torch, plan.dtype), device, args.cache_dir)
+    dtype = getattr(torch, plan.dtype)
+    streamed = None
+    if args.offload:
+        streamed = offload.OffloadedModel(offload.checkpoint_dir(plan.source, args.cache_dir),
+                                          dtype, device)
+        model = streamed.model
+    else:
+        model = models.load_model(plan.source, dtype, device, args.cache_dir)
     record["versions"] = results.versions()
     record["machine"] = machine.machine_record(device)
-    prune_phase(plan, model, tokenizer, samples, record)
-    evaluate_phase(plan, model, test_ids, record)
+    prune_phase(plan, model, tokenizer, samples, record, streamed)
+    evaluate_phase(plan, model, test_ids, record, streamed)
     if plan.zero_shot is not None:
         zero_shot_phase(plan, model, tokenizer, record)
     return 0

@@ -64,6 +64,9 @@ def _validate_flags(args: argparse.Namespace) -> None:
          f"--seqlen {args.seqlen}: need at least 2 tokens per window"),
         (args.eval_windows is None or args.eval_windows >= 1,
          f"--eval_windows {args.eval_windows}: need at least 1 window"),
+        (not (args.offload and args.eval_zero_shot),
+         "--eval_zero_shot needs the whole model in memory; drop --offload, or run zero-shot on "
+         "the --save_model output afterwards"),
     ]
     for ok, message in checks:
         if not ok:
@@ -187,7 +190,7 @@ def new_record(plan: Plan) -> dict:
         "method_options": {o.name: plan.settings[o.name] for o in plan.method.options}
         if plan.method is not None else {},
         "layer_sparsity": layer_sparsity.config_of(plan.layers),
-        "device": plan.device, "data_dir": args.data_dir,
+        "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
     }
 

@@ -9,7 +9,8 @@ as in Wanda). Each block has its own target sparsity (uniform unless a plan says
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -69,50 +70,104 @@ def _blocks_prefix(model: nn.Module, blocks: nn.ModuleList) -> str:
     return next(name for name, module in model.named_modules() if module is blocks)
 
 
+class BlockStore(Protocol):
+    """Where blocks live when they are not all in memory (lib/offload.py): `load` brings block i's
+    weights in before the loop works on it, `release` writes and frees them after."""
+
+    def load(self, index: int) -> None: ...
+
+    def release(self, index: int) -> None: ...
+
+
+@dataclass
+class BlockVisit:
+    """One block in the walk: its index, linears, and the statistics gathered on their inputs
+    (None when no statistic was asked for)."""
+
+    index: int
+    block: nn.Module
+    linears: dict[str, nn.Linear]
+    stats: dict[str, object] | None
+
+
+class BlockWalk:
+    """The layer loop. Iterating visits every block in order: load it (`store`), run the
+    samples through it with statistic hooks (`factory`), yield it, then (`replay`) run the
+    samples through it again, as the caller left it, to make the next block's inputs; without
+    `replay` the first pass's outputs are the next inputs (for callers that do not change the
+    block). Release it. Afterwards `outputs` holds the last block's outputs [n, T, H]."""
+
+    def __init__(self, model: nn.Module, samples: list[torch.Tensor], factory=None,
+                 replay: bool = True, store: BlockStore | None = None, desc: str = "blocks"):
+        self.model, self.samples, self.factory = model, samples, factory
+        self.replay, self.store, self.desc = replay, store, desc
+        self.outputs: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def __iter__(self) -> Iterator[BlockVisit]:
+        blocks = decoder_layers(self.model)
+        captured = capture_block_inputs(self.model, self.samples)
+        inps = captured.hidden
+        outs = torch.empty_like(inps)
+        for index, block in enumerate(tqdm(blocks, desc=self.desc)):
+            if self.store is not None:
+                self.store.load(index)
+            device = module_device(block)
+            if inps.device != device:
+                inps, outs = inps.to(device), outs.to(device)
+            kwargs = captured.kwargs_for(index, device)
+            linears = find_linears(block)
+            collector = None if self.factory is None else InputStatsCollector(linears,
+                                                                               self.factory)
+            try:
+                run_block(block, inps, kwargs, outs, collector and collector.end_sample)
+            finally:
+                if collector is not None:
+                    collector.remove()
+            yield BlockVisit(index, block, linears, collector and collector.stats)
+            del collector
+            if self.replay:
+                run_block(block, inps, kwargs, outs)
+            if self.store is not None:
+                self.store.release(index)
+            inps, outs = outs, inps
+        self.outputs = inps
+
+
 @torch.no_grad()
 def prune_model(model: nn.Module, method: Method, sparsity: Sparsity | Sequence[Sparsity],
                 samples: list[torch.Tensor] | None, settings: Settings,
-                stats_out: dict[str, torch.Tensor] | None = None) -> None:
+                stats_out: dict[str, torch.Tensor] | None = None,
+                store: BlockStore | None = None) -> None:
     """Prune every linear in every decoder block in place, block b to `sparsity[b]` (or to
     `sparsity` everywhere). With `stats_out`, also fill it with every pruned linear's input
-    selectivity statistics (the statistic's `export`)."""
+    selectivity statistics (the statistic's `export`). With `store`, blocks are loaded and
+    released one at a time."""
     blocks = decoder_layers(model)
     targets = block_targets(sparsity, len(blocks))
-    check_nm_fits(blocks, targets)
+    check_nm_fits(blocks, targets)  # shapes only: works on offloaded (meta) blocks too
     if method.statistic is None:
-        for block, target in zip(tqdm(blocks, desc=f"{method.name} blocks"), targets):
+        for index, block in enumerate(tqdm(blocks, desc=f"{method.name} blocks")):
+            if store is not None:
+                store.load(index)
             for linear in find_linears(block).values():
-                prune_linear(linear, method, None, target, settings)
+                prune_linear(linear, method, None, targets[index], settings)
+            if store is not None:
+                store.release(index)
         return
     if not samples:
         raise ValueError(f"{method.name} needs calibration samples")
     statistic = method.statistic if stats_out is None else method.statistic.with_selectivity
-    factory = statistic.factory(settings)
-    captured = capture_block_inputs(model, samples)
-    inps = captured.hidden
-    outs = torch.empty_like(inps)
     prefix = _blocks_prefix(model, blocks)
-    for index, block in enumerate(tqdm(blocks, desc=f"{method.name} blocks")):
-        device = module_device(block)
-        if inps.device != device:
-            inps, outs = inps.to(device), outs.to(device)
-        block_kwargs = captured.kwargs_for(index, device)
-        linears = find_linears(block)
-        collector = InputStatsCollector(linears, factory)
-        try:
-            run_block(block, inps, block_kwargs, outs, collector.end_sample)
-        finally:
-            collector.remove()
-        for name, linear in linears.items():
-            full_name = f"{prefix}.{index}.{name}"
-            prune_linear(linear, method, collector.stats[name], targets[index], settings,
-                         full_name)
+    for visit in BlockWalk(model, samples, statistic.factory(settings), store=store,
+                           desc=f"{method.name} blocks"):
+        for name, linear in visit.linears.items():
+            full_name = f"{prefix}.{visit.index}.{name}"
+            stat = visit.stats[name]
+            prune_linear(linear, method, stat, targets[visit.index], settings, full_name)
             if stats_out is not None:
-                for key, value in collector.stats[name].export(settings).items():
+                for key, value in stat.export(settings).items():
                     stats_out[f"{full_name}.{key}"] = value
-        del collector
-        run_block(block, inps, block_kwargs, outs)
-        inps, outs = outs, inps
 
 
 def sparsity_by_block(model: nn.Module) -> tuple[float, list[float]]:

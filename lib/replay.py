@@ -10,6 +10,7 @@ Tensors the model shares between blocks (one mask per layer type) stay shared.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +52,23 @@ def _to_device(value, device: torch.device, moved: dict[int, tuple]):
     if isinstance(value, dict):
         return {k: _to_device(v, device, moved) for k, v in value.items()}
     return value
+
+
+@contextmanager
+def _stubbed(blocks: nn.ModuleList, forwards: list):
+    """Each block's forward replaced by the matching stub, restored afterwards (also when the
+    blocks already had an instance-level forward, e.g. accelerate's device hooks)."""
+    saved = [block.__dict__.get("forward") for block in blocks]
+    for block, forward in zip(blocks, forwards):
+        block.forward = forward
+    try:
+        yield
+    finally:
+        for block, forward in zip(blocks, saved):
+            if forward is None:
+                del block.forward
+            else:
+                block.forward = forward
 
 
 @dataclass
@@ -95,27 +113,36 @@ def capture_block_inputs(model: nn.Module, samples: list[torch.Tensor]) -> Block
             return hidden
         return forward
 
-    saved = [block.__dict__.get("forward") for block in blocks]
-    for index, block in enumerate(blocks):
-        block.forward = stub(index)
-    try:
+    with _stubbed(blocks, [stub(index) for index in range(len(blocks))]):
         for i, ids in enumerate(samples):
             hidden_store["i"] = i
             try:
                 model(ids.to(input_device(model)), use_cache=False)
             except _Captured:
                 pass
-    finally:
-        for block, forward in zip(blocks, saved):
-            if forward is None:
-                del block.forward
-            else:
-                block.forward = forward
     if any(k is None for k in kwargs):
         missing = kwargs.index(None)
         raise UserError(f"unsupported architecture {type(model).__name__}: the model never "
                         f"called block {missing}, so its inputs cannot be captured")
     return BlockInputs(hidden_store["inps"], kwargs)
+
+
+@torch.no_grad()
+def head_logits(model: nn.Module, ids: torch.Tensor,
+                final_hidden: torch.Tensor) -> torch.Tensor:
+    """The model's logits for `ids` when its blocks' output is `final_hidden` [1, T, H]: the
+    model's own forward with block 0 answering `final_hidden` and the others passing it on, so
+    its final norm, head and any logit soft-capping apply exactly as in a full forward."""
+    blocks = decoder_layers(model)
+
+    def first(*args, **kw):
+        return final_hidden
+
+    def passing(*args, **kw):
+        return args[0] if args else kw["hidden_states"]
+
+    with _stubbed(blocks, [first] + [passing] * (len(blocks) - 1)):
+        return model(ids.to(input_device(model)), use_cache=False).logits
 
 
 @torch.no_grad()

@@ -1,25 +1,26 @@
-"""Method sweeps: run main.py once per method (and seed) into one tree, resumably, then
-summarize.
+"""Method sweeps: run main.py once per entry, sparsity level and seed into one tree, resumably,
+then summarize.
 
-  python -m lib.sweep MODEL [SPARSITY] [TYPE] [--methods ENTRIES] [--seeds 0,1,2]
-                      [--out_root DIR] [-- main.py flags]
+  python -m lib.sweep MODEL [SPARSITY[,SPARSITY...]] [TYPE] [--methods ENTRIES] [--seeds 0,1,2]
+                      [--out_root DIR] [--jobs N] [--backend local|ray] [-- main.py flags]
 
 An entry is a method, or a method with options, each its own row:
   wanda_select:idf_power=0.25,spiky_power=0.5   wanda:layer_sparsity=owl   ria:ria_power=1
-(keys: the method's options and the layer-wise sparsity options; see main.py --help). Each run is its own process (a crash or out-of-memory in one leaves the
-others) and writes to <out_root>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/)
-with a run.log; it is skipped when that directory already holds its finished results for the
-same configuration (main.py --skip_if_done). The seed changes only the calibration windows.
+(keys: the method's options and the layer-wise sparsity options; see main.py --help). Each run
+is its own process (a crash or out-of-memory in one leaves the others; --jobs N runs N at a
+time, --backend ray makes each a Ray task: lib/runner.py) and writes to
+<out_root>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/) with a run.log; it
+is skipped when that directory already holds its finished results for the same configuration
+(main.py --skip_if_done). The seed changes only the calibration windows.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from lib import summary
+from lib import runner, summary
 from lib.entries import Entry, parse_entry, parse_seeds, split_entries
 from lib.errors import UserError
 from lib.sources import short_name
@@ -47,7 +48,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out_root", default=None,
                    help="default out/<model-short-name>_selectivity")
     p.add_argument("--baseline", default="wanda", help="method the summary compares against")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time: each gets a GPU when there are any, else cores / N "
+                        "threads (default 1)")
+    p.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local processes, or Ray tasks (pip install ray; default local)")
+    p.add_argument("--ray_address", default=None,
+                   help="an existing Ray cluster (default: a local Ray instance)")
     args = p.parse_args(argv)
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs}: need at least 1")
     args.entries = [parse_entry(text) for text in split_entries(args.methods)]
     if not args.entries:
         raise UserError("--methods is empty")
@@ -56,22 +66,6 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     if not args.levels:
         raise UserError("give a sparsity ratio such as 0.5, or several: 0.5,0.6,0.7")
     return args, extra
-
-
-def run_one(cmd: list[str], log_path: Path) -> tuple[int, bool]:
-    """Run a command, echoing its output (progress bars intact) and saving it; returns
-    (exit status, whether main.py skipped the run as already finished)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    skipped, tail = False, b""
-    with open(log_path, "ab") as log, subprocess.Popen(
-            cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
-        for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
-            log.write(chunk)
-            skipped = skipped or b"skip: " in tail + chunk  # the marker may span two chunks
-            tail = chunk[-8:]
-    return proc.returncode, skipped
 
 
 def planned_runs(args: argparse.Namespace,
@@ -87,6 +81,23 @@ def planned_runs(args: argparse.Namespace,
             for seed in args.seed_list for level in args.levels for entry in args.entries]
 
 
+def planned_jobs(args: argparse.Namespace, root: Path, extra: list[str]) -> list[runner.Job]:
+    """One main.py command per planned run, each skipping itself when already finished."""
+    jobs = []
+    for entry, level, seed, save in planned_runs(args, root):
+        name = entry.label + (f" at {level}" if len(args.levels) > 1 else "") \
+            + (f" seed {seed}" if args.seed_list is not None else "")
+        cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model, *entry.flags(),
+               "--sparsity_ratio", level, "--sparsity_type", args.type,
+               "--save", str(save), "--skip_if_done", *extra]
+        if args.seed_list is not None:
+            cmd += ["--seed", str(seed)]
+        if entry.options:
+            cmd += ["--run_name", entry.label]
+        jobs.append(runner.Job(name, cmd, save / "run.log"))
+    return jobs
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args, extra = parse_args(sys.argv[1:] if argv is None else argv)
@@ -97,23 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     group = root / args.type.replace(":", "-")
     if len(args.levels) == 1:
         group = group / args.levels[0]
-    runs = planned_runs(args, root)
+    jobs = planned_jobs(args, root, extra)
     outcome: dict[str, str] = {}
-    for i, (entry, level, seed, save) in enumerate(runs, 1):
-        name = entry.label + (f" at {level}" if len(args.levels) > 1 else "") \
-            + (f" seed {seed}" if args.seed_list is not None else "")
-        print(f"=== [{i}/{len(runs)}] {name} -> {save}", flush=True)
-        cmd = [sys.executable, str(ROOT / "main.py"), "--model", args.model, *entry.flags(),
-               "--sparsity_ratio", level, "--sparsity_type", args.type,
-               "--save", str(save), "--skip_if_done", *extra]
-        if args.seed_list is not None:
-            cmd += ["--seed", str(seed)]
-        if entry.options:
-            cmd += ["--run_name", entry.label]
-        rc, skipped = run_one(cmd, save / "run.log")
-        outcome[name] = "skipped (finished results exist)" if skipped else (
-            "done" if rc == 0 else f"FAILED (exit {rc}, see {save / 'run.log'})")
-        print(f"=== {name}: {outcome[name]}", flush=True)
+
+    def report(job: runner.Job, result: runner.Outcome) -> None:
+        outcome[job.name] = "skipped (finished results exist)" if result.skipped else (
+            "done" if result.returncode == 0
+            else f"FAILED (exit {result.returncode}, see {job.log})")
+        print(f"=== {job.name}: {outcome[job.name]}", flush=True)
+    try:
+        if args.backend == "ray":
+            runner.run_ray(jobs, ROOT, report, args.jobs, args.ray_address)
+        elif args.jobs > 1:
+            runner.run_parallel(jobs, ROOT, report, args.jobs)
+        else:
+            runner.run_sequential(jobs, ROOT, report)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     table, text = summary.write_summary([group], group, args.baseline)
     summary.write_summary([root], root, args.baseline)
     print(f"\nsummary ({group}; also summary.csv, summary.md, ppl_vs_sparsity.png there):")

@@ -60,6 +60,22 @@ def test_masks_exact_counts_under_ties():
     assert torch.all(masks.nm_mask(score, 2, 4).reshape(4, 2, 4).sum(-1) == 2)
 
 
+@pytest.mark.parametrize("levels", [2, 5])
+def test_masks_break_heavy_ties_like_a_stable_sort(levels):
+    """Quantized weights tie often: the lower index must go first, exactly as sorted() does."""
+    gen = torch.Generator().manual_seed(levels)
+    score = torch.randint(0, levels, (9, 40), generator=gen).float()
+    for ratio in (0.25, 0.5, 0.8):
+        assert torch.equal(masks.row_mask(score, ratio), brute_row(score, ratio))
+        k = int(score.numel() * ratio)
+        flat = sorted(range(score.numel()), key=lambda i: score.flatten()[i].item())[:k]
+        expected = torch.zeros(score.numel(), dtype=torch.bool)
+        expected[flat] = True
+        assert torch.equal(masks.matrix_mask(score, ratio), expected.reshape(score.shape))
+    for n, m in ((2, 4), (1, 4), (4, 8), (6, 20)):  # 20 > PAIRWISE_MAX_M: the kthvalue path
+        assert torch.equal(masks.nm_mask(score, n, m), brute_nm(score, n, m)), (n, m)
+
+
 def test_nm_mask_rejects_indivisible_columns():
     with pytest.raises(ValueError):
         masks.nm_mask(torch.rand(2, 6), 2, 4)

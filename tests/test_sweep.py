@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,39 @@ def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, 
     second = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
     assert second.returncode == 0 and second.stdout.count("skipped (finished results exist)") == 2
     assert (group / "wanda" / "results_wanda.json").stat().st_mtime_ns == before
+
+
+def _outcomes(root: Path) -> dict[str, tuple]:
+    """Per run directory: what a run decided and measured, timings and provenance aside."""
+    found = {}
+    for path in sorted(root.rglob("results_*.json")):
+        r = json.loads(path.read_text())
+        found[str(path.relative_to(root))] = (r["ppl_test"], r["actual_sparsity"], r["seed"],
+                                              r["sparsity_per_layer"], r["method_options"])
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jobs", "ray"])
+def test_parallel_sweeps_write_what_a_sequential_one_does(backend, tiny_llama_dir, tmp_path,
+                                                          data_dir):
+    if backend == "ray":
+        pytest.importorskip("ray", reason="Ray is not installed (pip install ray)")
+    flags = ["--jobs", "2"] if backend == "jobs" else ["--backend", "ray", "--jobs", "2"]
+    seq = sweep(tiny_llama_dir, tmp_path / "seq", data_dir, "wanda,magnitude",
+                extra=["--seeds", "0,1"])
+    par = subprocess.run(
+        ["bash", str(SCRIPT), str(tiny_llama_dir), "--methods", "wanda,magnitude", "--seeds",
+         "0,1", *flags, "--out_root", str(tmp_path / "par"), "--", "--nsamples", "2",
+         "--seqlen", "32", "--eval_windows", "2", "--data_dir", str(data_dir)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert seq.returncode == 0 and par.returncode == 0, par.stdout[-2000:] + par.stderr[-2000:]
+    assert par.stdout.count(": done") == 4
+    assert _outcomes(tmp_path / "seq") == _outcomes(tmp_path / "par") != {}
+    if backend == "jobs":  # two runs share the 2 cores: one thread each
+        logs = list((tmp_path / "par").rglob("results_wanda.json"))
+        assert all(json.loads(p.read_text())["machine"]["torch_threads"] == max(
+            1, (os.cpu_count() or 1) // 2) for p in logs)
 
 
 @pytest.mark.slow

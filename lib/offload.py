@@ -1,0 +1,261 @@
+"""--offload: prune and evaluate a model one block at a time, straight from its safetensors files.
+
+The model is built without weights (parameters on the meta device). What lies outside the blocks
+(embeddings, final norm, LM head; small) is loaded once; each block is loaded onto --device when
+the layer loop reaches it, calibrated, pruned and replayed, its pruned tensors are written to the
+--save_model output, and its memory is released. Perplexity runs the same way: every evaluation
+window through block b before block b+1, the activations kept in memory (in chunks of windows
+when they would not fit), then the model's own head. Peak memory is one block, the activations
+and the resident parts, whatever the depth. A GGUF is converted once to a safetensors directory
+in --cache_dir; a Hub id is downloaded (safetensors only) into --cache_dir.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lib.errors import UserError
+from lib.models import decoder_layers
+from lib.prune import BlockWalk
+from lib.replay import head_logits
+from lib.sources import ModelSource
+
+log = logging.getLogger(__name__)
+
+SHARD_BYTES = 2 << 30  # output shards of about 2 GiB, as save_pretrained writes them
+EVAL_ACTIVATION_BYTES = 4 << 30  # evaluation windows kept in memory at once, at most
+
+
+def checkpoint_dir(source: ModelSource, cache_dir: str | None) -> Path:
+    """A local directory of safetensors files for the source: converted or downloaded once."""
+    from lib import models
+
+    if source.converted:
+        return models.ensure_converted(source)
+    if source.kind == "dir":
+        folder = Path(source.path)
+        if not any(folder.glob("*.safetensors")):
+            raise UserError(f"--offload streams safetensors files; {folder} has none: resave it "
+                            "with save_pretrained(safe_serialization=True)")
+        return folder
+    if source.kind == "gguf":
+        stem = Path(source.gguf_file).stem
+        target = Path(cache_dir or "llm_weights") / "converted" / stem
+        converted = ModelSource(source.spec, "gguf", source.path, source.gguf_file,
+                                converted=str(target))
+        return models.ensure_converted(converted)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source.path, cache_dir=cache_dir, allow_patterns=[
+            "*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]))
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"could not download {source.spec} from the Hugging Face Hub "
+                        f"({type(exc).__name__}); pass a local model directory") from exc
+
+
+class Checkpoint:
+    """Tensors by name from a directory's safetensors files (one file, or an index)."""
+
+    def __init__(self, folder: Path):
+        from safetensors import safe_open
+
+        self.folder = folder
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            self.where = json.loads(index.read_text())["weight_map"]
+        else:
+            self.where = {}
+            for file in sorted(folder.glob("*.safetensors")):
+                with safe_open(str(file), "pt") as f:
+                    self.where.update({name: file.name for name in f.keys()})
+        self._open = {name: safe_open(str(folder / name), "pt")
+                      for name in sorted(set(self.where.values()))}
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.where
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return self._open[self.where[name]].get_tensor(name)
+
+
+def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, _, leaf = name.rpartition(".")
+    target = module.get_submodule(owner) if owner else module
+    target._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+
+
+class OffloadedModel:
+    """The meta-device skeleton, its checkpoint, and the blocks loaded one at a time."""
+
+    def __init__(self, folder: Path, dtype: torch.dtype, device: torch.device):
+        from accelerate import init_empty_weights
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        self.folder, self.dtype, self.device = folder, dtype, device
+        config = AutoConfig.from_pretrained(folder)
+        with init_empty_weights(include_buffers=False):  # buffers (rotary) are real and small
+            self.model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        self.model.eval()
+        self.model.config.use_cache = False
+        self.checkpoint = Checkpoint(folder)
+        self.blocks = decoder_layers(self.model)
+        self.prefix = next(n for n, m in self.model.named_modules() if m is self.blocks)
+        self.zeros: dict[int, tuple[int, int]] = {}  # block -> (zeros, weights) of its linears
+        self._load_resident()
+
+    def _is_block(self, name: str) -> bool:
+        return name.startswith(self.prefix + ".")
+
+    def _load_resident(self) -> None:
+        for name, _ in list(self.model.named_parameters(remove_duplicate=False)):
+            if not self._is_block(name) and name in self.checkpoint:
+                _set(self.model, name, self._read(name))
+        head = self.model.get_output_embeddings()
+        if head is not None and head.weight.is_meta and self.model.config.tie_word_embeddings:
+            head.weight = self.model.get_input_embeddings().weight
+        self._buffers_to_device()
+        missing = [n for n, p in self.model.named_parameters()
+                   if p.is_meta and not self._is_block(n)]
+        if missing:
+            raise UserError(f"{self.folder}: the checkpoint lacks {missing[0]}; cannot offload")
+
+    def _buffers_to_device(self) -> None:
+        for module in self.model.modules():
+            for key, buf in module._buffers.items():
+                if buf is not None and buf.device != self.device:
+                    module._buffers[key] = buf.to(self.device)
+
+    def _read(self, name: str) -> torch.Tensor:
+        return self.checkpoint.tensor(name).to(device=self.device, dtype=self.dtype)
+
+    def load(self, index: int) -> None:
+        block = self.blocks[index]
+        base = f"{self.prefix}.{index}."
+        for name, _ in list(block.named_parameters()):
+            _set(block, name, self._read(base + name))
+
+    def release(self, index: int, writer: ShardWriter | None = None) -> None:
+        """Count the block's zeros, hand its tensors to the writer, put it back on meta."""
+        from lib.prune import find_linears
+
+        block = self.blocks[index]
+        linears = find_linears(block).values()
+        self.zeros[index] = (sum(int((lin.weight == 0).sum()) for lin in linears),
+                             sum(lin.weight.numel() for lin in linears))
+        base = f"{self.prefix}.{index}."
+        for name, param in list(block.named_parameters()):
+            if writer is not None:
+                writer.add(base + name, param.data)
+            _set(block, name, torch.empty_like(param, device="meta"))
+
+    def store(self, writer: ShardWriter | None = None) -> _Store:
+        """The lib.prune.BlockStore that loads blocks and releases them (to `writer`)."""
+        return _Store(self, writer)
+
+    def window_logits(self, ids: torch.Tensor, seqlen: int, windows: int):
+        """A `forward(w, batch)` for lib.eval.perplexity: every window of a chunk through block
+        b before block b+1 (blocks loaded once per chunk), then the model's own head."""
+        hidden = self.model.config.hidden_size
+        per_window = seqlen * hidden * torch.finfo(self.dtype).bits // 8
+        chunk = max(1, min(windows, EVAL_ACTIVATION_BYTES // per_window))
+        cache: dict[int, torch.Tensor] = {}
+
+        def forward(w: int, batch: torch.Tensor) -> torch.Tensor:
+            if w not in cache:
+                cache.clear()
+                first = w - w % chunk
+                batches = [ids[:, i * seqlen:(i + 1) * seqlen]
+                           for i in range(first, min(first + chunk, windows))]
+                cache.update(zip(range(first, first + len(batches)),
+                                 self._final_hidden(batches)))
+            return head_logits(self.model, batch, cache.pop(w).unsqueeze(0))
+        return forward
+
+    def _final_hidden(self, batches: list[torch.Tensor]) -> torch.Tensor:
+        walk = BlockWalk(self.model, batches, replay=False, store=self.store(),
+                         desc="offloaded evaluation")
+        for _ in walk:
+            pass
+        return walk.outputs
+
+    def sparsity(self) -> tuple[float, list[float]]:
+        per_block = [z / t for z, t in (self.zeros[i] for i in range(len(self.blocks)))]
+        zeros = sum(z for z, _ in self.zeros.values())
+        return zeros / sum(t for _, t in self.zeros.values()), per_block
+
+    def save_resident(self, writer: ShardWriter, tokenizer) -> None:
+        """The tensors outside the blocks (unchanged), config and tokenizer."""
+        seen = set()
+        for name, param in self.model.named_parameters():
+            if not self._is_block(name) and id(param) not in seen:
+                seen.add(id(param))
+                writer.add(name, param.data)
+        writer.finish()
+        self.model.config.use_cache = True
+        self.model.config.save_pretrained(writer.folder)
+        self.model.config.use_cache = False
+        tokenizer.save_pretrained(writer.folder)
+
+
+class _Store:
+    def __init__(self, model: OffloadedModel, writer: ShardWriter | None):
+        self.model, self.writer = model, writer
+
+    def load(self, index: int) -> None:
+        self.model.load(index)
+
+    def release(self, index: int) -> None:
+        self.model.release(index, self.writer)
+
+
+class ShardWriter:
+    """Sharded safetensors written as tensors arrive, with the index from_pretrained reads."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True)
+        self.pending: dict[str, torch.Tensor] = {}
+        self.pending_bytes = 0
+        self.files: list[list[str]] = []
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        self.pending[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        self.pending_bytes += tensor.numel() * tensor.element_size()
+        if self.pending_bytes >= SHARD_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        if not self.pending:
+            return
+        save_file(self.pending, str(self.folder / f"part-{len(self.files):05d}.tmp"),
+                  metadata={"format": "pt"})
+        self.files.append(sorted(self.pending))
+        self.pending, self.pending_bytes = {}, 0
+
+    def finish(self) -> None:
+        self._flush()
+        total = len(self.files)
+        weight_map = {}
+        for i, names in enumerate(self.files):
+            final = f"model-{i + 1:05d}-of-{total:05d}.safetensors"
+            os.replace(self.folder / f"part-{i:05d}.tmp", self.folder / final)
+            weight_map.update({name: final for name in names})
+        index = {"metadata": {}, "weight_map": dict(sorted(weight_map.items()))}
+        (self.folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+def checkpoint_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors"))
+
+
