@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--offload", action="store_true",
                      help="keep the weights in their safetensors files and bring one block at a "
                           "time onto --device (pruning and perplexity); peak memory is one block "
-                          "plus activations, whatever the depth (default off)")
+                          "plus activations, whatever the depth; the pruned blocks are written to "
+                          "--save_model, or to a scratch folder in --save removed after the "
+                          "run, so it needs the model's size in free disk (default off)")
     run.add_argument("--cache_dir", default="llm_weights",
                      help="Hugging Face download cache (default llm_weights)")
 

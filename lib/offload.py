@@ -28,7 +28,7 @@ from lib.sources import ModelSource
 
 log = logging.getLogger(__name__)
 
-SHARD_BYTES = 2 << 30  # output shards of about 2 GiB, as save_pretrained writes them
+SHARD_BYTES = 2 << 30  # a shard is one block, or (resident parts) at most about 2 GiB
 EVAL_ACTIVATION_BYTES = 4 << 30  # evaluation windows kept in memory at once, at most
 
 
@@ -60,29 +60,58 @@ def checkpoint_dir(source: ModelSource, cache_dir: str | None) -> Path:
                         f"({type(exc).__name__}); pass a local model directory") from exc
 
 
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+}
+
+
+class _SafetensorsFile:
+    """One safetensors file read with plain reads, never memory-mapped: pages of a mapping that
+    stay open count in the process's RSS, so a mapped checkpoint makes peak memory grow with every
+    block read and the depth-independence of --offload disappears."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+        header.pop("__metadata__", None)
+        self.path, self.start, self.header = path, 8 + size, header
+
+    def tensor(self, name: str) -> torch.Tensor:
+        info = self.header[name]
+        begin, end = info["data_offsets"]
+        dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        if end == begin:
+            return torch.empty(info["shape"], dtype=dtype)
+        buffer = bytearray(end - begin)
+        view = memoryview(buffer)
+        with open(self.path, "rb", buffering=0) as f:
+            f.seek(self.start + begin)
+            done = 0
+            while done < len(buffer):  # one read returns at most ~2 GiB on Linux
+                got = f.readinto(view[done:])
+                if not got:
+                    raise UserError(f"{self.path}: truncated at tensor {name}; re-create it")
+                done += got
+        return torch.frombuffer(buffer, dtype=dtype).reshape(info["shape"])
+
+
 class Checkpoint:
     """Tensors by name from a directory's safetensors files (one file, or an index)."""
 
     def __init__(self, folder: Path):
-        from safetensors import safe_open
-
         self.folder = folder
-        index = folder / "model.safetensors.index.json"
-        if index.is_file():
-            self.where = json.loads(index.read_text())["weight_map"]
-        else:
-            self.where = {}
-            for file in sorted(folder.glob("*.safetensors")):
-                with safe_open(str(file), "pt") as f:
-                    self.where.update({name: file.name for name in f.keys()})
-        self._open = {name: safe_open(str(folder / name), "pt")
-                      for name in sorted(set(self.where.values()))}
+        self._files = {file.name: _SafetensorsFile(file)
+                       for file in sorted(folder.glob("*.safetensors"))}
+        self.where = {name: file for file, f in self._files.items() for name in f.header}
 
     def __contains__(self, name: str) -> bool:
         return name in self.where
 
     def tensor(self, name: str) -> torch.Tensor:
-        return self._open[self.where[name]].get_tensor(name)
+        return self._files[self.where[name]].tensor(name)
 
 
 def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -105,6 +134,7 @@ class OffloadedModel:
         self.model.eval()
         self.model.config.use_cache = False
         self.checkpoint = Checkpoint(folder)
+        self.block_source = self.checkpoint  # the pruned blocks' shards, once written
         self.blocks = decoder_layers(self.model)
         self.prefix = next(n for n, m in self.model.named_modules() if m is self.blocks)
         self.zeros: dict[int, tuple[int, int]] = {}  # block -> (zeros, weights) of its linears
@@ -132,14 +162,19 @@ class OffloadedModel:
                 if buf is not None and buf.device != self.device:
                     module._buffers[key] = buf.to(self.device)
 
-    def _read(self, name: str) -> torch.Tensor:
-        return self.checkpoint.tensor(name).to(device=self.device, dtype=self.dtype)
+    def _read(self, name: str, source: Checkpoint | None = None) -> torch.Tensor:
+        tensor = (source or self.checkpoint).tensor(name)
+        return tensor.to(device=self.device, dtype=self.dtype)
 
     def load(self, index: int) -> None:
         block = self.blocks[index]
         base = f"{self.prefix}.{index}."
         for name, _ in list(block.named_parameters()):
-            _set(block, name, self._read(base + name))
+            _set(block, name, self._read(base + name, self.block_source))
+
+    def read_blocks_from(self, folder: Path) -> None:
+        """Blocks come from `folder` from now on: where the pruned blocks were written."""
+        self.block_source = Checkpoint(Path(folder))
 
     def release(self, index: int, writer: ShardWriter | None = None) -> None:
         """Count the block's zeros, hand its tensors to the writer, put it back on meta."""
@@ -154,6 +189,8 @@ class OffloadedModel:
             if writer is not None:
                 writer.add(base + name, param.data)
             _set(block, name, torch.empty_like(param, device="meta"))
+        if writer is not None:
+            writer.flush()  # one shard per block: nothing held back, whatever the depth
 
     def store(self, writer: ShardWriter | None = None) -> _Store:
         """The lib.prune.BlockStore that loads blocks and releases them (to `writer`)."""
@@ -228,12 +265,12 @@ class ShardWriter:
         self.files: list[list[str]] = []
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        self.pending[name] = tensor.detach().to("cpu", copy=True).contiguous()
+        self.pending[name] = tensor.detach().to("cpu").contiguous()  # kept alive until written
         self.pending_bytes += tensor.numel() * tensor.element_size()
         if self.pending_bytes >= SHARD_BYTES:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         from safetensors.torch import save_file
 
         if not self.pending:
@@ -244,7 +281,7 @@ class ShardWriter:
         self.pending, self.pending_bytes = {}, 0
 
     def finish(self) -> None:
-        self._flush()
+        self.flush()
         total = len(self.files)
         weight_map = {}
         for i, names in enumerate(self.files):

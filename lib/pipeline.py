@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 
 import torch
@@ -33,7 +34,10 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     with --offload), peak memory and sparsity; save stats and model."""
     args, device = plan.args, torch.device(plan.device)
     stats = {} if args.save_stats else None
-    writer = offload.ShardWriter(args.save_model) if streamed and args.save_model else None
+    writer = None
+    if streamed is not None and (args.save_model or plan.prunes):
+        # the pruned blocks go to disk as they are released; evaluation reads them back
+        writer = offload.ShardWriter(args.save_model or offload_scratch(plan))
     store = streamed.store(writer) if streamed else None
     machine.reset_peak_memory(device)
     start = time.perf_counter()
@@ -60,12 +64,21 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
-    if writer is not None:
+    if writer is not None and args.save_model:
         streamed.save_resident(writer, tokenizer)
         log.info("saved pruned model to %s", args.save_model)
+    elif writer is not None:
+        writer.finish()
+    if writer is not None:
+        streamed.read_blocks_from(writer.folder)
     elif args.save_model:
         models.save_model(model, tokenizer, args.save_model)
         log.info("saved pruned model to %s", args.save_model)
+
+
+def offload_scratch(plan: Plan) -> str:
+    """Where --offload keeps the pruned blocks without --save_model (removed after the run)."""
+    return os.path.join(plan.save, "offload_pruned_blocks")
 
 
 def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
@@ -136,8 +149,11 @@ def run(plan: Plan) -> int:
         model = models.load_model(plan.source, dtype, device, args.cache_dir)
     record["versions"] = results.versions()
     record["machine"] = machine.machine_record(device)
-    prune_phase(plan, model, tokenizer, samples, record, streamed)
-    evaluate_phase(plan, model, test_ids, record, streamed)
+    try:
+        prune_phase(plan, model, tokenizer, samples, record, streamed)
+        evaluate_phase(plan, model, test_ids, record, streamed)
+    finally:
+        shutil.rmtree(offload_scratch(plan), ignore_errors=True)
     if plan.zero_shot is not None:
         zero_shot_phase(plan, model, tokenizer, record)
     return 0

@@ -23,7 +23,7 @@ from plot_stats import default_layers, linear_names  # noqa: E402
 def row(stats: dict, name: str) -> str:
     norm = stats[f"{name}.norm"].double()
     top = torch.topk(norm, 3).indices
-    ratio = norm[top] / norm.median()
+    ratio = norm / norm.median()
     fields = {key: stats[f"{name}.{key}"].double() for key in ("active_frac", "idf", "spikiness")}
     corr = torch.corrcoef(torch.stack([fields["active_frac"], norm.clamp_min(1e-30).log()]))[0, 1]
 

@@ -63,6 +63,20 @@ def test_offload_gemma3_patterns_owl_and_dense(flags, tiny_gemma3_dir, tmp_path,
     assert_same(*both_ways(tiny_gemma3_dir, tmp_path, data_dir, *flags))
 
 
+def test_offload_without_save_model_evaluates_the_pruned_blocks(tiny_llama_dir, tmp_path,
+                                                                data_dir):
+    """The pruned blocks go to a scratch folder that evaluation reads back, then it is removed."""
+    ppl = {}
+    for mode in ("memory", "offload"):
+        save = tmp_path / mode
+        argv = ["--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--save", str(save),
+                *FAST, "--prune_method", "wanda", "--sparsity_ratio", "0.5"]
+        assert main.main(argv + (["--offload"] if mode == "offload" else [])) == 0
+        ppl[mode] = load_results(save, "wanda")["ppl_test"]
+        assert [p.name for p in save.iterdir() if p.is_dir()] == []
+    assert ppl["memory"] == ppl["offload"]
+
+
 def test_offload_refuses_zero_shot(tiny_llama_dir, tmp_path, data_dir, capsys):
     assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--save",
                       str(tmp_path), "--offload", "--eval_zero_shot"]) == 2
