@@ -7,10 +7,11 @@ PATH), and the numbers in the output block right after it are compared with what
 print: every `wikitext perplexity X` line, and every row of a zero-shot table (accuracy and
 normalized accuracy).
 
-Tolerances: perplexity within 0.2% (relative) and accuracies within one example's share, which
-is what another CPU's float kernels can move (see README, "Reproducing the numbers"); on the
-machine the docs were written on the numbers are equal to the last digit, and the check says
-which it found.
+Tolerances: perplexity within 0.2% (relative) and accuracies within two examples' share, which
+is what another CPU's float kernels were measured to move (README, "Reproducing the numbers":
+AVX2 instead of AVX-512 kernels turned 0.4583 into 0.5417 on a 24-example task); on the machine
+the docs were written on the numbers are equal to the last digit, and the check says which it
+found.
 
   python scripts/check_docs.py [PAGE.md ...] [--list]
 """
@@ -72,8 +73,8 @@ def compare(documented: dict[str, float], produced: dict[str, float]) -> list[st
         if name.startswith("perplexity"):
             tolerance = PPL_TOLERANCE * expected
         else:
-            # one example, plus the rounding of numbers printed to four digits
-            tolerance = 1 / int(re.search(r"n=(\d+)", name).group(1)) + 1e-4
+            # two examples, plus the rounding of numbers printed to four digits
+            tolerance = 2 / int(re.search(r"n=(\d+)", name).group(1)) + 1e-4
         if abs(got - expected) > tolerance:
             problems.append(f"{name}: documented {expected}, got {got} "
                             f"(tolerance {tolerance:.4g})")
