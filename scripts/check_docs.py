@@ -13,7 +13,10 @@ AVX2 instead of AVX-512 kernels turned 0.4583 into 0.5417 on a 24-example task);
 the docs were written on the numbers are equal to the last digit, and the check says which it
 found.
 
-  python scripts/check_docs.py [PAGE.md ...] [--list]
+  python scripts/check_docs.py [PAGE.md ...] [--list] [--outputs DIR]
+
+`--outputs DIR` also writes each example's full output to DIR/<page>_<line>.txt (to update the
+page from, after trimming progress bars).
 """
 from __future__ import annotations
 
@@ -95,6 +98,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("pages", nargs="*", default=[str(ROOT / "QUICKSTART.md")])
     p.add_argument("--list", action="store_true", help="list the checked examples, run none")
+    p.add_argument("--outputs", type=Path, default=None, help="write each example's output here")
     args = p.parse_args()
     failures = 0
     for page in map(Path, args.pages):
@@ -106,11 +110,15 @@ def main() -> int:
                 continue
             print(f"{where}: running ...", flush=True)
             try:
-                produced = numbers(run(example))
+                output = run(example)
             except RuntimeError as err:
                 print(f"{where}: FAILED to run ({err})")
                 failures += 1
                 continue
+            if args.outputs:
+                args.outputs.mkdir(parents=True, exist_ok=True)
+                (args.outputs / f"{page.stem}_{example.line}.txt").write_text(output)
+            produced = numbers(output)
             problems = compare(documented, produced)
             exact = all(produced.get(k) == v for k, v in documented.items())
             verdict = "identical" if exact else "within tolerance" if not problems else "DIFFERS"
