@@ -3,8 +3,9 @@
 Each method of the table runs through the CLI (so any version of the code can be hashed the same
 way) at 50% unstructured and 2:4 with a small budget; the pruned model is saved, and the SHA-256
 of every block linear's zero pattern (in name order) is recorded. `--check FILE` compares with a
-recorded run and exits 1 on any difference. Hashes are bit-exact on one machine and torch build;
-another CPU's float kernels may flip near-tied mask entries.
+recorded run and exits 1 on any difference. Hashes are bit-exact for one machine, torch build and
+thread count; the script runs on one thread (SparseGPT's Hessian and OBS products reduce in another
+order on two, which flips near-tied mask entries), and another CPU's float kernels may flip some too.
 
     python scripts/mask_hashes.py --out hashes.json
     python scripts/mask_hashes.py --check docs/results/mask_hashes/smollm2_4x256.json
@@ -47,7 +48,11 @@ def mask_hash(model_dir: Path) -> str:
 
 
 def run_all(model: str, data_dir: str, methods: list[str]) -> dict[str, str]:
+    import torch
+
     import main
+
+    torch.set_num_threads(1)
 
     hashes = {}
     for method in methods:
