@@ -43,7 +43,8 @@ def check_exact_run(save, method, ratio=0.5) -> dict:
     return res
 
 
-@pytest.mark.parametrize("family", ["llama", "gemma3"])
+# the Gemma 3 half runs in the full suite only (the quick loop keeps one family per method)
+@pytest.mark.parametrize("family", ["llama", pytest.param("gemma3", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("kind", ["unstructured", "2:4"])
 def test_every_method_prunes_exactly(family, method, kind, request, tmp_path, data_dir):

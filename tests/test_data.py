@@ -17,6 +17,7 @@ def test_wikitext_rows_reproduce_hub_join(data_dir):
     assert hashlib.sha256(joined).hexdigest() == WIKITEXT_TEST_JOINED_SHA256
 
 
+@pytest.mark.slow
 def test_c4_windows_follow_wanda_sampling(data_dir, tokenizer):
     docs = data.c4_documents(str(data_dir))
     assert len(docs) == 1000

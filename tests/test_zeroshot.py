@@ -31,6 +31,7 @@ def zero_shot_run(model_dir, save, data_dir, task_dir, *extra) -> dict:
     return json.loads((save / method).read_text())
 
 
+@pytest.mark.slow
 def test_tiny_model_writes_zero_shot_results(tiny_llama_dir, tmp_path, data_dir, task_dir):
     out = zero_shot_run(tiny_llama_dir, tmp_path, data_dir, task_dir, "--prune_method", "wanda",
                         "--sparsity_ratio", "0.5", "--nsamples", "2", "--zero_shot_limit", "8",
@@ -65,6 +66,7 @@ def test_unknown_task_is_one_line(tiny_llama_dir, tmp_path, data_dir, task_dir, 
     assert not (tmp_path / "results_dense.json").exists()  # refused before any work
 
 
+@pytest.mark.slow
 def test_unreachable_hub_dataset_names_the_task(tiny_llama_dir, tmp_path, data_dir):
     """No network here (and offline mode forced): boolq's Hub dataset cannot load."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
