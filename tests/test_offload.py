@@ -54,10 +54,10 @@ def test_offload_is_bit_identical_for_every_method(method, tiny_llama_dir, tmp_p
                            "--sparsity_ratio", "0.5"))
 
 
-@pytest.mark.parametrize("flags", [
-    ["--prune_method", "sparsegpt", "--sparsity_type", "2:4"],
+@pytest.mark.parametrize("flags", [  # the quick loop keeps the OWL case
+    pytest.param(["--prune_method", "sparsegpt", "--sparsity_type", "2:4"], marks=pytest.mark.slow),
     ["--prune_method", "wanda", "--sparsity_ratio", "0.6", "--layer_sparsity", "owl"],
-    [],  # dense
+    pytest.param([], marks=pytest.mark.slow),  # dense
 ])
 def test_offload_gemma3_patterns_owl_and_dense(flags, tiny_gemma3_dir, tmp_path, data_dir):
     assert_same(*both_ways(tiny_gemma3_dir, tmp_path, data_dir, *flags))
