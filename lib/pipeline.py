@@ -64,12 +64,12 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
-    if writer is not None and args.save_model:
-        streamed.save_resident(writer, tokenizer)
-        log.info("saved pruned model to %s", args.save_model)
-    elif writer is not None:
-        writer.finish()
     if writer is not None:
+        if args.save_model:
+            streamed.save_resident(writer, tokenizer)
+            log.info("saved pruned model to %s", args.save_model)
+        else:
+            writer.finish()
         streamed.read_blocks_from(writer.folder)
     elif args.save_model:
         models.save_model(model, tokenizer, args.save_model)
@@ -153,7 +153,8 @@ def run(plan: Plan) -> int:
         prune_phase(plan, model, tokenizer, samples, record, streamed)
         evaluate_phase(plan, model, test_ids, record, streamed)
     finally:
-        shutil.rmtree(offload_scratch(plan), ignore_errors=True)
+        if streamed is not None:
+            shutil.rmtree(offload_scratch(plan), ignore_errors=True)
     if plan.zero_shot is not None:
         zero_shot_phase(plan, model, tokenizer, record)
     return 0
