@@ -2,7 +2,7 @@
 
 Bins come straight from the float32 bit pattern: for a non-negative float the bits increase
 with the value, so `bits >> (23 - k)` is the exponent followed by the top k mantissa bits,
-i.e. 2**k bins per octave, each at most 2**-k wide relative to its lower edge (k=7: 0.78%).
+i.e. 2**k bins per octave, each at most 2**-k wide relative to its lower edge (k=6: 1.1%).
 Building the bin index costs a shift and a clamp per element; no logarithm is computed.
 Values below 2**MIN_EXP (zeros included) share the first bin; values at or above 2**MAX_EXP
 the last. Within a bin, values are read as spread uniformly, which bounds every estimate by
@@ -10,14 +10,20 @@ the bin width.
 
 Counting values above the activity threshold needs more than that: the same token id repeats
 the same activation vector, so tied values can pile up inside the bin that holds the threshold.
-A zoom window therefore gives the neighbourhood of the threshold much finer bins (2**12 per
-octave, 0.024% wide) for every channel: it is centred on the threshold of the first batch,
+A zoom window therefore gives the neighbourhood of the threshold much finer bins (2**11 per
+octave, 0.034% wide) for every channel: it is centred on the threshold of the first batch,
 and the final threshold almost always falls inside it (otherwise the coarse bins answer).
+
+The cost is one table increment per value, and it follows how many cache lines of the tables
+a batch touches (docs/results/benchmark_selectivity/NOTES.md): so the coarse bins are as few as
+the spikiness error allows, the window as narrow as the threshold's drift from the first batch
+allows, and on the CPU the counts are 16-bit, folded into the int32 table every 65535 tokens.
 """
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 try:  # a fused one-pass kernel for CPU tensors; torch ops otherwise (and on CUDA)
@@ -25,13 +31,17 @@ try:  # a fused one-pass kernel for CPU tensors; torch ops otherwise (and on CUD
 except ImportError:  # pragma: no cover - numba is in requirements.txt
     njit = None
 
-MANTISSA_BITS = 7
-ZOOM_BITS = 12
-ZOOM_HALF_WIDTH = 0.15  # the window spans threshold / 1.15 .. threshold * 1.15
+# the fewest bins that keep the errors within the targets on every SmolLM2 layer input
+# (scripts/check_stats_accuracy.py): 16 coarse bins per octave put spikiness 3% off, 32 1.5%
+MANTISSA_BITS = 6
+ZOOM_BITS = 11
+# the threshold moved up to 4.4% from its first-batch estimate on SmolLM2's inputs
+ZOOM_HALF_WIDTH = 0.12  # the window spans threshold / 1.12 .. threshold * 1.12
 ZOOM_GUESS_SAMPLES = 1 << 16  # values the window's centre is estimated from
 MIN_EXP = -20
 TOP_MEAN_CHUNK = 1 << 22  # float64 elements per temporary in the torch top_mean
 MAX_EXP = 16
+PENDING_TOKENS = 65535  # a 16-bit count cannot overflow before this many tokens
 
 
 def _bits_to_float(bits: torch.Tensor) -> torch.Tensor:
@@ -46,29 +56,35 @@ class LogHistogram:
     """Counts of |x| per (channel, bin), exact per-channel sums and maxima, and a fine zoom
     window around the `zoom_quantile` of the first batch.
 
-    Storage is one int32 table per channel row: the coarse bins, then the window's fine bins.
-    The window covers whole coarse bins, and a value inside it is counted only in its fine
-    bin, so every value costs one increment; `counts` folds the window back in."""
+    Storage is one int32 table per channel row (`store`): the coarse bins, then the window's
+    fine bins. The window covers whole coarse bins, and a value inside it is counted only in its
+    fine bin, so every value costs one increment; `counts` folds the window back in. The CPU
+    kernel increments a 16-bit copy of the table instead (half the cache lines), which is
+    added into `store` before it can overflow and whenever `store` is read."""
 
     def __init__(self, columns: int, device: torch.device, mantissa_bits: int = MANTISSA_BITS,
-                 zoom_quantile: float | None = None):
+                 zoom_quantile: float | None = None, zoom_bits: int = ZOOM_BITS,
+                 zoom_half_width: float = ZOOM_HALF_WIDTH):
         self.columns = columns
         self.device = torch.device(device)
         self.k = mantissa_bits
         self.nbins = (MAX_EXP - MIN_EXP) << mantissa_bits
         self.offset = (127 + MIN_EXP) << mantissa_bits
-        self.fine_per_coarse = 1 << (ZOOM_BITS - mantissa_bits)
+        self.zoom_bits, self.zoom_half_width = zoom_bits, zoom_half_width
+        self.fine_per_coarse = 1 << (zoom_bits - mantissa_bits)
         self.total = torch.zeros(columns, dtype=torch.float64, device=device)
         self.maximum = torch.zeros(columns, dtype=torch.float32, device=device)
         self.tokens = 0
         self.zoom_quantile = zoom_quantile
         self.zoom_low = self.zoom_high = 0  # the window's coarse bins: [zoom_low, zoom_high)
-        self.store: torch.Tensor | None = None  # allocated once the window is placed
+        self._store: torch.Tensor | None = None  # allocated once the window is placed
+        self._pending: torch.Tensor | None = None  # 16-bit counts not yet in _store (CPU)
+        self._pending_tokens = 0
         self._layout: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @property
     def zoom_offset(self) -> int:
-        """Fine bin of the window's lower edge, as bits >> (23 - ZOOM_BITS)."""
+        """Fine bin of the window's lower edge, as bits >> (23 - zoom_bits)."""
         return (self.zoom_low + self.offset) * self.fine_per_coarse
 
     @property
@@ -80,23 +96,49 @@ class LogHistogram:
         """x: [tokens, columns] activations (signs are ignored: the histogram is of |x|)."""
         x = x.detach().float().contiguous()
         self._layout = None  # the top edge follows the maximum
-        if self.store is None:
-            self._place_window(x)
-            if (self.nbins + self.nzoom) * self.columns >= 2**31:
-                raise ValueError(f"{self.columns} channels are too many for int32 bin indices")
-            self.store = torch.zeros(self.columns, self.nbins + self.nzoom, dtype=torch.int32,
-                                     device=x.device)
-        if _fused_add is not None and x.device.type == "cpu":
-            # one pass over x: bin counts, sums and maxima, no temporary copies
-            _fused_add(x.numpy(), x.view(torch.int32).numpy(), self.store.numpy(),
-                       self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
-                       self.nbins, self.nzoom, 23 - ZOOM_BITS, self.zoom_offset)
-        else:
+        if self._store is None:
+            self._allocate(x)
+        if self._pending is None:
             a = x.abs()
             self.total += a.sum(dim=0, dtype=torch.float64)
             torch.maximum(self.maximum, a.amax(dim=0), out=self.maximum)
             self._torch_scatter(a)
+        else:
+            for start in range(0, x.shape[0], PENDING_TOKENS):
+                self._fused_add(x[start:start + PENDING_TOKENS])
         self.tokens += x.shape[0]
+
+    def _allocate(self, x: torch.Tensor) -> None:
+        self._place_window(x)
+        width = self.nbins + self.nzoom
+        if width * self.columns >= 2**31:
+            raise ValueError(f"{self.columns} channels are too many for int32 bin indices")
+        self._store = torch.zeros(self.columns, width, dtype=torch.int32, device=x.device)
+        if _fused_add is not None and x.device.type == "cpu":
+            self._pending = torch.zeros(self.columns, width, dtype=torch.int16)
+
+    def _fused_add(self, x: torch.Tensor) -> None:
+        """One pass over x: bin counts (16-bit), sums and maxima, no temporary copies."""
+        if self._pending_tokens + x.shape[0] > PENDING_TOKENS:
+            self._fold()
+        _fused_add(x.numpy(), x.view(torch.int32).numpy(), self._pending.numpy().view(np.uint16),
+                   self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
+                   self.nbins, self.nzoom, 23 - self.zoom_bits, self.zoom_offset)
+        self._pending_tokens += x.shape[0]
+
+    def _fold(self) -> None:
+        """Add the 16-bit counts into the int32 table and clear them."""
+        if self._pending_tokens:
+            self._store += self._pending.to(torch.int32) & 0xFFFF
+            self._pending.zero_()
+            self._pending_tokens = 0
+
+    @property
+    def store(self) -> torch.Tensor | None:
+        """[columns, coarse bins + window bins] int32 counts, everything added so far."""
+        if self._pending is not None:
+            self._fold()
+        return self._store
 
     def _place_window(self, x: torch.Tensor) -> None:
         if self.zoom_quantile is None:
@@ -109,8 +151,8 @@ class LogHistogram:
         sample = flat[::step].abs()
         guess = float(torch.kthvalue(sample, 1 + int(self.zoom_quantile * (sample.numel() - 1)))
                       .values)
-        low = self._coarse_bin(guess / (1 + ZOOM_HALF_WIDTH))
-        high = self._coarse_bin(guess * (1 + ZOOM_HALF_WIDTH)) + 1
+        low = self._coarse_bin(guess / (1 + self.zoom_half_width))
+        high = self._coarse_bin(guess * (1 + self.zoom_half_width)) + 1
         # the end bins also hold clamped out-of-range values: never zoom into them
         self.zoom_low, self.zoom_high = max(low, 1), min(high, self.nbins - 1)
         if self.zoom_high <= self.zoom_low:
@@ -124,12 +166,12 @@ class LogHistogram:
         bits = a.view(torch.int32)
         index = ((bits >> (23 - self.k)) - self.offset).clamp_(0, self.nbins - 1)
         if self.nzoom:
-            fine = (bits >> (23 - ZOOM_BITS)) - self.zoom_offset
+            fine = (bits >> (23 - self.zoom_bits)) - self.zoom_offset
             index = torch.where((fine >= 0) & (fine < self.nzoom), fine + self.nbins, index)
         row = torch.arange(self.columns, device=a.device, dtype=torch.int32)
-        index = index + row * self.store.shape[1]
+        index = index + row * self._store.shape[1]
         ones = torch.ones(index.numel(), dtype=torch.int32, device=a.device)
-        self.store.reshape(-1).index_add_(0, index.reshape(-1), ones)
+        self._store.reshape(-1).index_add_(0, index.reshape(-1), ones)
 
     @property
     def counts(self) -> torch.Tensor:
@@ -163,7 +205,7 @@ class LogHistogram:
 
     def zoom_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.arange(self.nzoom + 1, device=self.device)
-        bounds = _bits_to_float((index + self.zoom_offset) << (23 - ZOOM_BITS))
+        bounds = _bits_to_float((index + self.zoom_offset) << (23 - self.zoom_bits))
         return bounds[:-1], bounds[1:]
 
     def layout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -235,7 +277,8 @@ class LogHistogram:
         return out
 
     def nbytes(self) -> int:
-        return 0 if self.store is None else self.store.numel() * self.store.element_size()
+        return sum(0 if t is None else t.numel() * t.element_size()
+                   for t in (self._store, self._pending))
 
 
 def _read_rank(counts: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, rank: int) -> float:
@@ -278,37 +321,42 @@ def exact_quantile(values: torch.Tensor, q: float) -> float:
 
 
 if njit is not None:
-    TILE_TOKENS = 256  # a tile of 256 tokens x 16 channels (16 KiB) stays in L1 ...
-    TILE_COLUMNS = 16  # ... and 16 float32 channels are one 64-byte cache line
+    TILE_COLUMNS = 16  # a thread's share: 16 float32 channels are one 64-byte cache line
 
-    @njit(parallel=True, cache=True, nogil=True)
-    def _fused_add(x, bits, store, total, maximum, shift, offset, nbins, nzoom, zoom_shift,
+    @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+    def _fused_add(x, bits, counts, total, maximum, shift, offset, nbins, nzoom, zoom_shift,
                    zoom_offset):  # pragma: no cover
         """One pass over x [tokens, columns] (float32, and the same memory as int32 bits):
-        one bin increment per value (its fine bin inside the zoom window, else its coarse
-        bin), per-channel float64 sums and maxima of |x|. Threads own blocks of 16 channels,
-        so there are no races; within a block the tokens go by in tiles so that each channel
-        walks its own (L1-resident) bins in turn. No data-dependent branches."""
+        one increment of `counts` (uint16) per value (its fine bin inside the zoom window, else
+        its coarse bin), per-channel float64 sums and maxima of |x|. Threads own blocks of 16
+        channels, so there are no races. Token by token, the 16 bin indices are computed
+        first (a vectorisable loop), then incremented: consecutive increments go to different
+        channels' rows, so they do not wait on each other."""
         tokens, columns = x.shape
-        nblocks = (columns + TILE_COLUMNS - 1) // TILE_COLUMNS
-        for blk in prange(nblocks):
+        flat = counts.reshape(-1)
+        row = counts.shape[1]
+        for blk in prange((columns + TILE_COLUMNS - 1) // TILE_COLUMNS):
             j0 = blk * TILE_COLUMNS
-            j1 = min(j0 + TILE_COLUMNS, columns)
-            for t0 in range(0, tokens, TILE_TOKENS):
-                t1 = min(t0 + TILE_TOKENS, tokens)
-                for j in range(j0, j1):
-                    acc = 0.0
-                    peak = maximum[j]
-                    for t in range(t0, t1):
-                        v = abs(x[t, j])
-                        acc += v
-                        peak = max(peak, v)
-                        ubits = bits[t, j] & 0x7FFFFFFF
-                        coarse = min(max((ubits >> shift) - offset, 0), nbins - 1)
-                        z = (ubits >> zoom_shift) - zoom_offset
-                        store[j, nbins + z if 0 <= z < nzoom else coarse] += 1
-                    total[j] += acc
-                    maximum[j] = peak
+            width = min(TILE_COLUMNS, columns - j0)
+            index = np.empty(TILE_COLUMNS, dtype=np.int64)
+            acc = np.zeros(TILE_COLUMNS)
+            peak = np.zeros(TILE_COLUMNS, dtype=np.float32)
+            for c in range(width):
+                peak[c] = maximum[j0 + c]
+            for t in range(tokens):
+                for c in range(width):
+                    v = abs(x[t, j0 + c])
+                    acc[c] += v
+                    peak[c] = max(peak[c], v)
+                    ubits = bits[t, j0 + c] & 0x7FFFFFFF
+                    coarse = min(max((ubits >> shift) - offset, 0), nbins - 1)
+                    z = (ubits >> zoom_shift) - zoom_offset
+                    index[c] = (j0 + c) * row + (nbins + z if (z >= 0) & (z < nzoom) else coarse)
+                for c in range(width):
+                    flat[index[c]] += 1
+            for c in range(width):
+                total[j0 + c] += acc[c]
+                maximum[j0 + c] = peak[c]
 
     @njit(parallel=True, cache=True, nogil=True)
     def _fused_top_mean(counts, descending, lower, upper, maximum, k, out):  # pragma: no cover

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
-from lib.loghist import exact_quantile
+from lib.loghist import LogHistogram, exact_quantile
 from lib.methods import METHODS
 from tiny_models import option_settings
 
@@ -90,6 +90,16 @@ def test_histogram_memory_does_not_grow_with_tokens():
     assert 0 < stat.hist.nbytes() == after_first and stat.hist.tokens == 6000
 
 
+def test_counts_past_the_16_bit_range():
+    """The CPU kernel counts in 16 bits: 70000 tied values in one batch, then more, must all
+    land in one bin of the int32 table."""
+    hist = LogHistogram(2, torch.device("cpu"), zoom_quantile=0.6)
+    x = torch.tensor([[1.5, 3.0]]).expand(70000, 2)
+    hist.add(x)
+    hist.add(x[:100])
+    assert hist.store.max() == 70100 and hist.store.sum() == 2 * 70100
+
+
 def test_exact_quantile_is_numpys_linear():
     values = torch.tensor([5.0, 1.0, 3.0, 2.0])
     assert exact_quantile(values, 0.5) == 2.5
@@ -141,11 +151,14 @@ def test_floor_keeps_massive_channel_alive():
         assert math.isclose(floored[0, j].item(), expected, rel_tol=1e-5)
 
 
-def test_fused_cpu_kernel_matches_torch_ops(monkeypatch):
+@pytest.mark.parametrize("pending_tokens", [None, 7])  # 7: the 16-bit counts fold every 7 tokens
+def test_fused_cpu_kernel_matches_torch_ops(monkeypatch, pending_tokens):
     from lib import loghist
 
     if loghist._fused_add is None:
         pytest.skip("numba not installed")
+    if pending_tokens is not None:
+        monkeypatch.setattr(loghist, "PENDING_TOKENS", pending_tokens)
     gen = torch.Generator().manual_seed(5)
     x = torch.randn(300, 70, generator=gen) * torch.exp(3 * torch.randn(70, generator=gen))
     x[:, 0] = 0
