@@ -129,8 +129,7 @@ class LogHistogram:
     def _fold(self) -> None:
         """Add the 16-bit counts into the int32 table and clear them."""
         if self._pending_tokens:
-            self._store += self._pending.to(torch.int32) & 0xFFFF
-            self._pending.zero_()
+            _fused_fold(self._pending.numpy().view(np.uint16), self._store.numpy())
             self._pending_tokens = 0
 
     @property
@@ -359,6 +358,14 @@ if njit is not None:
                 maximum[j0 + c] = peak[c]
 
     @njit(parallel=True, cache=True, nogil=True)
+    def _fused_fold(pending, store):  # pragma: no cover
+        """store += pending; pending = 0 (one pass over both tables)."""
+        for j in prange(store.shape[0]):
+            for b in range(store.shape[1]):
+                store[j, b] += pending[j, b]
+                pending[j, b] = 0
+
+    @njit(parallel=True, cache=True, nogil=True)
     def _fused_top_mean(counts, descending, lower, upper, maximum, k, out):  # pragma: no cover
         """Walk each channel's bins from the top value down until k values are taken."""
         columns = counts.shape[0]
@@ -400,6 +407,7 @@ if njit is not None:
                     out[b] += counts[j, b]
 else:  # pragma: no cover
     _fused_add = None
+    _fused_fold = None
     _fused_top_mean = None
     _fused_weighted_sums = None
     _fused_bin_totals = None

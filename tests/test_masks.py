@@ -97,3 +97,20 @@ def test_variant_mask_hits_target_and_prunes_prefixes(ratio):
                 break
             expected.add(c)
         assert set(torch.nonzero(mask[r]).flatten().tolist()) == expected
+
+
+@pytest.mark.parametrize("k", [1, 17, 100, 199])
+def test_cpu_radix_select_matches_kthvalue_path(monkeypatch, k):
+    """The CPU kernel against the torch path: signed values, +-0, heavy ties, one huge bucket."""
+    if masks._radix_lowest_k is None:
+        pytest.skip("numba not installed")
+    gen = torch.Generator().manual_seed(k)
+    score = torch.randn(6, 200, generator=gen)
+    score[0] = torch.randint(-3, 4, (200,), generator=gen).float()  # ties, including +0
+    score[1, ::3] = -0.0
+    score[2] = 1 + torch.rand(200, generator=gen) * 1e-6  # every key in one radix bucket
+    score[3] = torch.logspace(-30, 30, 200)
+    fast = masks._lowest_k(score, k)
+    assert fast.sum(dim=1).tolist() == [k] * 6
+    monkeypatch.setattr(masks, "_radix_lowest_k", None)
+    assert torch.equal(fast, masks._lowest_k(score, k))
