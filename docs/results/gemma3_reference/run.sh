@@ -4,8 +4,8 @@
 # first 32 WikiText-2 test windows of 512), so that they sit beside the seed study's wanda and
 # sparsegpt rows (5 seeds each).
 # FULL=1: dense, magnitude, wanda and sparsegpt on the full WikiText-2 test (windows of 2048),
-# calibrated on 16 C4 windows x 2048 tokens (a quarter of Wanda's 128 x 2048 tokens' worth of
-# statistics would not fit the session; see NOTES.md for the wall times).
+# calibrated on 16 C4 windows x 2048 tokens (an eighth of Wanda's 128 x 2048: seven runs at
+# Wanda's budget would not fit a session here; see NOTES.md for the wall times).
 # Resumable (finished runs are skipped). ONLY="dense wanda_2-4 ..." runs a subset, so that two
 # single-thread lanes can share the work:
 #   OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 FULL=1 ONLY="dense wanda_unstructured" bash docs/results/gemma3_reference/run.sh
