@@ -1,0 +1,32 @@
+#!/bin/bash
+# After run.sh: copy each model's results JSONs here, write the summaries (one per sparsity level
+# and pattern, the OWL entries against OWL-wanda, and one over all of them with the perplexity-against-sparsity plot), and print
+# what OWL's dense pass cost. Run from the repository root:
+#   bash docs/results/owl_ria_study/collect.sh [OUT_ROOT]
+set -eu
+out=${1:-out/evidence/owl_ria}
+here=docs/results/owl_ria_study
+py=${PYTHON:-.venv/bin/python}
+for m in smollm2-135m gemma3-270m; do
+  rm -rf "${here:?}/$m" && mkdir -p "$here/$m"
+  # finished runs only (a run stopped midway leaves a results file without a perplexity)
+  (cd "$out/$m" && find . -name 'results_*.json' -print0 | xargs -0 grep -lZ '"status": "done"' \
+    | xargs -0 tar cf -) | tar xf - -C "$here/$m"
+  "$py" - "$here/$m" <<'PY'
+import sys
+from pathlib import Path
+from lib import summary
+root = Path(sys.argv[1])
+OWL = "wanda:layer_sparsity=owl"
+for group in sorted({p.parent.parent.parent for p in root.rglob("results_*.json")}):
+    summary.write_summary([group], group)
+    # does a score add anything once OWL sets the block ratios? the OWL entries against OWL-wanda
+    rows = [r for r in summary.load_results([group]) if "owl" in str(r.get("run_name"))]
+    if rows:
+        table = summary.comparison(rows, OWL)
+        (group / "summary_vs_owl_wanda.md").write_text(summary.to_markdown(table, OWL))
+summary.write_summary([root], root)
+PY
+done
+"$py" "$here/tables.py" "$here" > "$here/tables.md"
+"$py" "$here/owl_report.py" "$here" | tee "$here/owl_report.txt"

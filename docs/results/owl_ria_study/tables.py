@@ -1,0 +1,49 @@
+"""Compact tables of a study tree for SELECTIVITY.md: per model, sparsity pattern and level, each
+entry's perplexity (mean ± sd over seeds) and its paired difference against a baseline entry.
+Usage: python tables.py DIR [BASELINE] (DIR holds one folder per model, as collect.sh writes)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from lib import summary  # noqa: E402
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return ""
+    return f"{x:.3g}" if abs(x) >= 1e5 else f"{x:.{digits}f}"
+
+
+def rows_md(table: list[dict], baseline: str) -> list[str]:
+    out = ["| entry | ppl mean ± sd | paired diff vs " + baseline + " [95% CI] | ratio [95% CI]"
+           " | lower on | verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in table:
+        ppl = f"{fmt(r['ppl_test'])} ± {fmt(r['ppl_sd'])}" if r["ppl_sd"] is not None else fmt(
+            r["ppl_test"])
+        diff = ratio = ""
+        if r["diff_mean"] is not None and r["diff_ci_low"] is not None:
+            diff = f"{r['diff_mean']:+.2f} [{r['diff_ci_low']:+.2f}, {r['diff_ci_high']:+.2f}]"
+            ratio = f"{r['ratio']:.3f} [{r['ratio_ci_low']:.3f}, {r['ratio_ci_high']:.3f}]"
+        name = r["method"] if r["method"] == baseline else f"`{r['method']}`"
+        out.append(f"| {name} | {ppl} | {diff} | {ratio} | {r['lower_on'] or ''} | "
+                   f"{r['verdict'] or ''} |")
+    return out
+
+
+def main(root: Path, baseline: str = "wanda") -> None:
+    for model in sorted(p for p in root.iterdir() if p.is_dir()):
+        table = summary.comparison(summary.load_results([model]), baseline)
+        keys = sorted({(r["sparsity_type"], r["sparsity_ratio"]) for r in table},
+                      key=lambda k: (k[0] != "unstructured", k[1]))
+        for kind, ratio in keys:
+            part = [r for r in table if (r["sparsity_type"], r["sparsity_ratio"]) == (kind, ratio)]
+            if not any(r["method"] == baseline for r in part):
+                continue
+            seeds = max(r["seeds"] for r in part)
+            level = f"{ratio:.0%} unstructured" if kind == "unstructured" else kind
+            print(f"\n{model.name}, {level} ({seeds} seeds):\n")
+            print("\n".join(rows_md(part, baseline)))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), *sys.argv[2:3])
