@@ -29,4 +29,6 @@ summary.write_summary([root], root)
 PY
 done
 "$py" "$here/tables.py" "$here" > "$here/tables.md"
+"$py" "$here/tables.py" "$here" "wanda:layer_sparsity=owl" owl > "$here/tables_vs_owl_wanda.md"
+"$py" "$here/tables.py" "$here" --owl_effect > "$here/owl_effect.md"
 "$py" "$here/owl_report.py" "$here" | tee "$here/owl_report.txt"
