@@ -18,7 +18,8 @@ from pathlib import Path
 from lib import summary
 root = Path(sys.argv[1])
 OWL = "wanda:layer_sparsity=owl"
-for group in sorted({p.parent.parent.parent for p in root.rglob("results_*.json")}):
+runs = [p for p in root.rglob("results_*.json") if len(p.relative_to(root).parts) == 5]
+for group in sorted({p.parent.parent.parent for p in runs}):  # <type>/<level>/<entry>/seed<k>/
     summary.write_summary([group], group)
     # does a score add anything once OWL sets the block ratios? the OWL entries against OWL-wanda
     rows = [r for r in summary.load_results([group]) if "owl" in str(r.get("run_name"))]

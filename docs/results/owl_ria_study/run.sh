@@ -29,12 +29,15 @@ for s in 0 1 2; do
   for m in smollm2-135m gemma3-270m; do task $m 0.5 2:4 "$NM" $s; done
 done
 # 60% and 50%: the score-only entries on every seed before SparseGPT's (twice their cost, and at
-# 50% already in the seed studies), so that a short budget loses SparseGPT's seeds first
-for entries in "$E1" "$E2"; do
+# 50% already in the seed studies), so that a short budget loses SparseGPT's 50% seeds first
+for s in 0 1 2; do
+  for lvl in 0.6 0.5; do
+    for m in smollm2-135m gemma3-270m; do task $m $lvl unstructured "$E1" $s; done
+  done
+done
+for lvl in 0.6 0.5; do
   for s in 0 1 2; do
-    for lvl in 0.6 0.5; do
-      for m in smollm2-135m gemma3-270m; do task $m $lvl unstructured "$entries" $s; done
-    done
+    for m in smollm2-135m gemma3-270m; do task $m $lvl unstructured "$E2" $s; done
   done
 done
 lane() {
