@@ -1,7 +1,8 @@
 #!/bin/bash
 # After run.sh: copy each model's results JSONs here, write the summaries (one per sparsity level
-# and pattern, the OWL entries against OWL-wanda, and one over all of them with the perplexity-against-sparsity plot), and print
-# what OWL's dense pass cost. Run from the repository root:
+# and pattern, one over all of them with the perplexity-against-sparsity plot), the compact tables
+# (against wanda; the OWL entries against OWL-wanda; each score with OWL against itself uniform)
+# and the OWL report (dense-pass cost, block ratios). Run from the repository root:
 #   bash docs/results/owl_ria_study/collect.sh [OUT_ROOT]
 set -eu
 out=${1:-out/evidence/owl_ria}
@@ -17,15 +18,9 @@ import sys
 from pathlib import Path
 from lib import summary
 root = Path(sys.argv[1])
-OWL = "wanda:layer_sparsity=owl"
 runs = [p for p in root.rglob("results_*.json") if len(p.relative_to(root).parts) == 5]
 for group in sorted({p.parent.parent.parent for p in runs}):  # <type>/<level>/<entry>/seed<k>/
     summary.write_summary([group], group)
-    # does a score add anything once OWL sets the block ratios? the OWL entries against OWL-wanda
-    rows = [r for r in summary.load_results([group]) if "owl" in str(r.get("run_name"))]
-    if rows:
-        table = summary.comparison(rows, OWL)
-        (group / "summary_vs_owl_wanda.md").write_text(summary.to_markdown(table, OWL))
 summary.write_summary([root], root)
 PY
 done
