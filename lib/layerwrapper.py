@@ -95,6 +95,11 @@ SELECTIVITY_OPTIONS = (
     Option("selectivity_stats", "histogram", "histogram: bounded memory; exact: stores the "
            "activations (validation, small models)", type=str,
            choices=("histogram", "exact")),
+    # 4: the histogram's cost fell from ~25% to under 10% of a wanda prune at 16 x 512 tokens,
+    # and perplexities stayed within seed noise (docs/results/benchmark_selectivity/NOTES.md)
+    Option("selectivity_sample", 4, "the histogram counts every s-th token of each calibration "
+           "batch (the offset rotates from batch to batch); 1 = every token. The norm always "
+           "uses every token", type=int, valid=">= 1", check=lambda v: v >= 1),
 )
 
 
@@ -111,7 +116,8 @@ class _SelectivityBase(WrappedGPT):
     def factory(cls, settings: Settings) -> Callable[[int, torch.device], WrappedGPT]:
         if settings.selectivity_stats == "exact":
             return ExactSelectivityWrappedGPT
-        return functools.partial(SelectivityWrappedGPT, quantile=settings.activity_quantile)
+        return functools.partial(SelectivityWrappedGPT, quantile=settings.activity_quantile,
+                                 sample=settings.selectivity_sample)
 
     def add_batch(self, inp: torch.Tensor) -> None:
         super().add_batch(inp)
@@ -142,28 +148,64 @@ class _SelectivityBase(WrappedGPT):
         }
 
 
+# values (tokens x channels, float32) buffered before a histogram update: 4 MB, a small share of
+# any model's memory, and 700-1800 sampled tokens per update on SmolLM2's inputs
+PENDING_VALUES = 1 << 20
+
+
 class SelectivityWrappedGPT(_SelectivityBase):
     """Wanda's norm plus activity and spikiness of every input channel, in one pass and in
-    memory independent of the number of tokens (a per-channel log histogram of |x|)."""
+    memory independent of the number of tokens (a per-channel log histogram of |x|).
 
-    def __init__(self, columns: int, device: torch.device, quantile: float | None = None):
+    The histogram sees every `sample`-th token of each batch, starting at the batch's index
+    modulo `sample`: a rotating offset, so that no position (the first token's massive
+    activations, above all) is over- or under-represented. Activity and spikiness are shares and
+    ratios within those tokens; the norm and the token count T of idf use every token."""
+
+    def __init__(self, columns: int, device: torch.device, quantile: float | None = None,
+                 sample: int = 1):
         from lib.loghist import LogHistogram
 
         super().__init__(columns, device)
         # `quantile`: the activity quantile the run will ask for, to zoom in on its threshold
         self.hist = LogHistogram(columns, device, zoom_quantile=quantile)
+        self.sample = sample
+        self.batches = 0
+        self._pending: list[torch.Tensor] = []  # sampled tokens not yet in the histogram
+        self._pending_values = 0
 
     def add_batch(self, inp: torch.Tensor) -> None:
+        import torch
+
         super().add_batch(inp)
-        self.hist.add(inp.reshape(-1, inp.shape[-1]))
+        x = inp.reshape(-1, inp.shape[-1])[self.batches % self.sample::self.sample]
+        self.batches += 1
+        if x.shape[0]:
+            # a copy: the caller reuses its buffers; float32, as the histogram reads it
+            self._pending.append(x.detach().to(torch.float32, copy=True))
+            self._pending_values += x.numel()
+            if self._pending_values >= PENDING_VALUES:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Count the buffered tokens: one histogram update per ~PENDING_VALUES values, not per
+        batch, so that the tables (which the forward pass evicts from the caches between
+        batches) are brought back once for many tokens."""
+        if self._pending:
+            import torch
+
+            self.hist.add(torch.cat(self._pending) if len(self._pending) > 1 else
+                          self._pending[0])
+            self._pending, self._pending_values = [], 0
 
     def _compute(self, quantile: float, top_frac: float) -> Selectivity:
-        tokens = self.hist.tokens
+        self._flush()
+        seen = self.hist.tokens
         threshold = self.hist.quantile_all(quantile)
-        active = self.hist.count_above(threshold) / tokens
-        top = self.hist.top_mean(math.ceil(top_frac * tokens))
+        active = self.hist.count_above(threshold) / seen
+        top = self.hist.top_mean(math.ceil(top_frac * seen))
         return Selectivity(self.total_norm(), active.float(),
-                           _spikiness(top, self.hist.total, tokens).float(), threshold, tokens)
+                           _spikiness(top, self.hist.total, seen).float(), threshold, self.tokens)
 
 
 class ExactSelectivityWrappedGPT(_SelectivityBase):

@@ -16,11 +16,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lib import data, models, sources  # noqa: E402
-from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT  # noqa: E402
+from lib.layerwrapper import (SELECTIVITY_OPTIONS, ExactSelectivityWrappedGPT,  # noqa: E402
+                             SelectivityWrappedGPT)
 from lib.prune import find_linears  # noqa: E402
 
+SAMPLE = next(o for o in SELECTIVITY_OPTIONS if o.name == "selectivity_sample")
 
-def attach(model, quantile):
+
+def attach(model, quantile, sample):
     """One (histogram, exact) pair per distinct linear input; returns pairs and hook handles."""
     pairs, handles = {}, []
     for i, block in enumerate(models.decoder_layers(model)):
@@ -31,7 +34,8 @@ def attach(model, quantile):
             if group in seen:
                 continue
             seen.add(group)
-            pair = (SelectivityWrappedGPT(linear.in_features, torch.device("cpu"), quantile),
+            pair = (SelectivityWrappedGPT(linear.in_features, torch.device("cpu"), quantile,
+                                          sample),
                     ExactSelectivityWrappedGPT(linear.in_features, torch.device("cpu")))
             pairs[f"{i}.{name}"] = pair
 
@@ -50,13 +54,16 @@ def main() -> int:
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--activity_quantile", type=float, default=0.6)
     p.add_argument("--spike_top_frac", type=float, default=0.1)
+    p.add_argument("--selectivity_sample", type=int, default=SAMPLE.default,
+                   help=f"{SAMPLE.help} (default {SAMPLE.default}, the CLI's; 1: the histogram "
+                        "of every token)")
     args = p.parse_args()
     source = sources.resolve_model(args.model)
     tokenizer = models.load_tokenizer(source, None)
     model = models.load_model(source, torch.float32, torch.device("cpu"), None)
     windows = data.calibration_windows("c4", tokenizer, args.nsamples, 0, args.seqlen,
                                        args.data_dir)
-    pairs, handles = attach(model, args.activity_quantile)
+    pairs, handles = attach(model, args.activity_quantile, args.selectivity_sample)
     with torch.no_grad():
         for ids in windows:
             model(ids, use_cache=False)
@@ -74,7 +81,8 @@ def main() -> int:
               f"{errors['spikiness']:14.2e}")
         for name, value in errors.items():
             worst[name] = max(worst[name], (value, key))
-    print(f"\n{len(pairs)} layer inputs, {args.nsamples} x {args.seqlen} tokens; worst:")
+    print(f"\n{len(pairs)} layer inputs, {args.nsamples} x {args.seqlen} tokens, "
+          f"selectivity_sample={args.selectivity_sample}; worst:")
     for name, (value, key) in worst.items():
         print(f"  {name:12s} {value:.2e}  ({key})")
     return 0

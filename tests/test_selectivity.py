@@ -81,13 +81,45 @@ def test_histogram_mode_within_bounds_of_exact(q, f, zoom):
     assert h.spikiness[3] > 5 > 1.2 > h.spikiness[1]
 
 
-def test_histogram_memory_does_not_grow_with_tokens():
+def test_histogram_memory_does_not_grow_with_tokens(monkeypatch):
+    from lib import layerwrapper
+
+    monkeypatch.setattr(layerwrapper, "PENDING_VALUES", 16 * 2500)
     stat = SelectivityWrappedGPT(16, torch.device("cpu"), quantile=0.6)
-    stat.add_batch(torch.randn(1, 1000, 16))
-    after_first = stat.hist.nbytes()
-    for _ in range(5):
+    sizes = []
+    for _ in range(12):
         stat.add_batch(torch.randn(1, 1000, 16))
-    assert 0 < stat.hist.nbytes() == after_first and stat.hist.tokens == 6000
+        buffered = sum(x.numel() for x in stat._pending)
+        assert buffered < 16 * 2500  # the buffer is counted once it reaches its limit
+        sizes.append(stat.hist.nbytes())
+    assert 0 < sizes[2] == sizes[-1] and stat.hist.tokens == 12000
+
+
+@pytest.mark.parametrize("sample", [1, 3])
+def test_subsample_takes_rotating_rows_and_buffering_changes_nothing(monkeypatch, sample):
+    """The histogram sees every `sample`-th token (offset = batch index mod sample), exactly
+    those rows however the buffer splits them; the norm and T use every token."""
+    from lib import layerwrapper
+
+    batches = list(planted_batches(seed=4, samples=7, tokens=301))
+    rows = torch.cat([b.reshape(-1, 48)[i % sample::sample] for i, b in enumerate(batches)])
+    exact = ExactSelectivityWrappedGPT(48, torch.device("cpu"))
+    exact.add_batch(rows.unsqueeze(0))
+    for limit in (1, 48 * 500, 1 << 30):  # update every batch, every few, once at the end
+        monkeypatch.setattr(layerwrapper, "PENDING_VALUES", limit)
+        stat = SelectivityWrappedGPT(48, torch.device("cpu"), quantile=0.6, sample=sample)
+        for b in batches:
+            stat.add_batch(b)
+        sel = stat.selectivity(0.6, 0.1)
+        assert stat.hist.tokens == rows.shape[0] and sel.tokens == 7 * 301
+        assert stat.hist.store.sum() == rows.numel()
+        assert torch.equal(stat.hist.maximum, rows.abs().amax(0))
+        assert torch.allclose(stat.hist.total, rows.abs().double().sum(0), rtol=1e-6)
+        full = torch.cat([b.reshape(-1, 48) for b in batches]).double()
+        assert torch.allclose(sel.norm.double(), full.pow(2).sum(0).sqrt(), rtol=1e-5)
+        e = exact.selectivity(0.6, 0.1)  # the definitions on the sampled rows
+        assert (sel.active_frac - e.active_frac).abs().max() <= 0.01
+        assert ((sel.spikiness - e.spikiness).abs() / e.spikiness).max() <= 0.02
 
 
 def test_counts_past_the_16_bit_range():
