@@ -78,8 +78,9 @@ class LogHistogram:
         self.tokens = 0
         self.zoom_quantile = zoom_quantile
         self.zoom_low = self.zoom_high = 0  # the window's coarse bins: [zoom_low, zoom_high)
-        self._store: torch.Tensor | None = None  # allocated once the window is placed
+        self._store: torch.Tensor | None = None  # int32 counts (on the CPU: at the first fold)
         self._pending: torch.Tensor | None = None  # 16-bit counts not yet in _store (CPU)
+        self._width = 0
         self._pending_tokens = 0
         self._layout: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -97,7 +98,7 @@ class LogHistogram:
         """x: [tokens, columns] activations (signs are ignored: the histogram is of |x|)."""
         x = x.detach().float().contiguous()
         self._layout = None  # the top edge follows the maximum
-        if self._store is None:
+        if not self._width:
             self._allocate(x)
         if self._pending is None:
             a = x.abs()
@@ -111,12 +112,14 @@ class LogHistogram:
 
     def _allocate(self, x: torch.Tensor) -> None:
         self._place_window(x)
-        width = self.nbins + self.nzoom
+        self._width = width = self.nbins + self.nzoom
         if width * self.columns >= 2**31:
             raise ValueError(f"{self.columns} channels are too many for int32 bin indices")
-        self._store = torch.zeros(self.columns, width, dtype=torch.int32, device=x.device)
         if _fused_add is not None and x.device.type == "cpu":
+            # the int32 table only once 16 bits could overflow: most runs read the 16-bit one
             self._pending = torch.zeros(self.columns, width, dtype=torch.int16)
+        else:
+            self._store = torch.zeros(self.columns, width, dtype=torch.int32, device=x.device)
 
     def _fused_add(self, x: torch.Tensor) -> None:
         """One pass over x: bin counts (16-bit), sums and maxima, no temporary copies."""
@@ -130,6 +133,8 @@ class LogHistogram:
     def _fold(self) -> None:
         """Add the 16-bit counts into the int32 table and clear them."""
         if self._pending_tokens:
+            if self._store is None:
+                self._store = torch.zeros(self.columns, self._width, dtype=torch.int32)
             _fused_fold(self._pending.numpy().view(np.uint16), self._store.numpy())
             self._pending_tokens = 0
 
@@ -138,7 +143,18 @@ class LogHistogram:
         """[columns, coarse bins + window bins] int32 counts, everything added so far."""
         if self._pending is not None:
             self._fold()
+            if self._store is None:  # nothing was added
+                self._store = torch.zeros(self.columns, self._width, dtype=torch.int32)
         return self._store
+
+    @property
+    def table(self) -> torch.Tensor | None:
+        """What the readers count on: the 16-bit table while nothing was folded (all counts
+        are there: it saves the int32 copy), else `store`. 16-bit tables go to numba
+        kernels only, which read them as unsigned."""
+        if self._pending is not None and self._store is None:
+            return self._pending
+        return self.store
 
     def _place_window(self, x: torch.Tensor) -> None:
         if self.zoom_quantile is None:
@@ -230,7 +246,7 @@ class LogHistogram:
         statistics like numpy's default 'linear' method; ranks inside the zoom window are
         read from its fine bins."""
         lower, upper, order = self.layout()
-        totals = _bin_totals(self.store)[order]
+        totals = _bin_totals(self.table)[order]
         lower, upper = lower[order], upper[order]
         pos = q * (self.tokens * self.columns - 1)
         lo, hi = math.floor(pos), math.ceil(pos)
@@ -242,16 +258,17 @@ class LogHistogram:
         """Per channel, how many values exceed `threshold` (float64; values in the bin holding
         the threshold are counted in proportion to the part of the bin above it)."""
         lower, upper, _ = self.layout()
-        return _share_above(self.store, lower, upper, threshold)
+        return _share_above(self.table, lower, upper, threshold)
 
     def top_mean(self, k: int) -> torch.Tensor:
         """Per channel, the mean of its k largest values (k <= tokens). In each bin the values
         are read as spread evenly; the top occupied bin ends at the channel's exact maximum."""
         lower, upper, order = self.layout()
         descending = order.flip(0).contiguous()
-        if _fused_top_mean is not None and self.store.device.type == "cpu":
+        table = self.table
+        if _fused_top_mean is not None and table.device.type == "cpu":
             out = torch.empty(self.columns, dtype=torch.float64)
-            _fused_top_mean(self.store.numpy(), descending.numpy(), lower.numpy(),
+            _fused_top_mean(_numpy_counts(table), descending.numpy(), lower.numpy(),
                             upper.numpy(), self.maximum.double().numpy(), k, out.numpy())
             return out
         return self._torch_top_mean(k, descending, lower, upper)
@@ -296,7 +313,7 @@ def _share_above(counts: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor,
     share = ((upper - threshold) / (upper - lower).clamp_min(1e-300)).clamp(0, 1)
     if _fused_weighted_sums is not None and counts.device.type == "cpu":
         out = torch.empty(counts.shape[0], dtype=torch.float64)
-        _fused_weighted_sums(counts.numpy(), share.contiguous().numpy(), out.numpy())
+        _fused_weighted_sums(_numpy_counts(counts), share.contiguous().numpy(), out.numpy())
         return out
     return counts.double() @ share
 
@@ -305,9 +322,15 @@ def _bin_totals(counts: torch.Tensor) -> torch.Tensor:
     """Per bin, the count over all channels (int64, [bins]); counts: [columns, bins]."""
     if _fused_bin_totals is not None and counts.device.type == "cpu":
         out = torch.zeros(counts.shape[1], dtype=torch.int64)
-        _fused_bin_totals(counts.numpy(), out.numpy())
+        _fused_bin_totals(_numpy_counts(counts), out.numpy())
         return out
     return counts.sum(dim=0, dtype=torch.int64)
+
+
+def _numpy_counts(counts: torch.Tensor) -> np.ndarray:
+    """A count table for the numba kernels: 16-bit counts are unsigned (torch has int16)."""
+    array = counts.numpy()
+    return array.view(np.uint16) if array.dtype == np.int16 else array
 
 
 def exact_quantile(values: torch.Tensor, q: float) -> float:
