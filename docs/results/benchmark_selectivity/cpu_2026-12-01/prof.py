@@ -27,6 +27,7 @@ import lib.loghist as lh, os
 if os.environ.get("HISTCFG"):
     k, z, w = os.environ["HISTCFG"].split(":")
     lh.LogHistogram.__init__.__defaults__ = (int(k), None, int(z), float(w))
+layerwrapper.SelectivityWrappedGPT._compute = layerwrapper.SelectivityWrappedGPT._compute
 lh.LogHistogram.add = timed("hist.add", lh.LogHistogram.add)
 lh.LogHistogram._fused_add = timed("hist.kernel", lh.LogHistogram._fused_add)
 lh.LogHistogram._fold = timed("hist.fold", lh.LogHistogram._fold)
@@ -46,6 +47,6 @@ for m in methods:
   for rep in range(int(sys.argv[4]) if len(sys.argv) > 4 else 2):
     model.load_state_dict(orig); T.clear()
     t = time.perf_counter()
-    prune.prune_model(model, METHODS[m], sp, samples, METHODS[m].settings({}))
+    prune.prune_model(model, METHODS[m], sp, samples, METHODS[m].settings({k: int(v) for k, v in [kv.split("=") for kv in os.environ.get("OPTS", "").split(",") if kv]}))
     tot = time.perf_counter() - t
     print(m, rep, f"total {tot:.2f}", {k: round(v, 2) for k, v in T.items()}, flush=True)
