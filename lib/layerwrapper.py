@@ -95,8 +95,8 @@ SELECTIVITY_OPTIONS = (
     Option("selectivity_stats", "histogram", "histogram: bounded memory; exact: stores the "
            "activations (validation, small models)", type=str,
            choices=("histogram", "exact")),
-    # 4: the histogram's cost fell from ~25% to under 10% of a wanda prune at 16 x 512 tokens,
-    # and perplexities stayed within seed noise (docs/results/benchmark_selectivity/NOTES.md)
+    # 4: the selectivity methods prune within 1.10x of wanda's time at 16 x 512, 32 x 512 and
+    # 4 x 2048 tokens, and perplexity stays within seed noise (SELECTIVITY.md, "Cost, measured")
     Option("selectivity_sample", 4, "the histogram counts every s-th token of each calibration "
            "batch (the offset rotates from batch to batch); 1 = every token. The norm always "
            "uses every token", type=int, valid=">= 1", check=lambda v: v >= 1),

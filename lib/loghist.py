@@ -131,10 +131,11 @@ class LogHistogram:
         self._pending_tokens += x.shape[0]
 
     def _fold(self) -> None:
-        """Add the 16-bit counts into the int32 table and clear them."""
+        """Add the 16-bit counts into the int32 table (made here, the first time) and clear
+        them."""
+        if self._store is None:
+            self._store = torch.zeros(self.columns, self._width, dtype=torch.int32)
         if self._pending_tokens:
-            if self._store is None:
-                self._store = torch.zeros(self.columns, self._width, dtype=torch.int32)
             _fused_fold(self._pending.numpy().view(np.uint16), self._store.numpy())
             self._pending_tokens = 0
 
@@ -143,8 +144,6 @@ class LogHistogram:
         """[columns, coarse bins + window bins] int32 counts, everything added so far."""
         if self._pending is not None:
             self._fold()
-            if self._store is None:  # nothing was added
-                self._store = torch.zeros(self.columns, self._width, dtype=torch.int32)
         return self._store
 
     @property
