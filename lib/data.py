@@ -7,8 +7,10 @@ Offline data lives in a directory laid out like ../shared/data (see its README):
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
+import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -150,6 +152,46 @@ def calibration_windows(name: str, tokenizer, nsamples: int, seed: int, seqlen: 
     raise UserError(f"unknown --calib_dataset {name}; use c4 or wikitext2")
 
 
+def _tokenizer_fingerprint(tokenizer) -> bytes | None:
+    """Bytes that change whenever the tokenizer could tokenize differently: its full fast
+    definition (vocabulary, merges, normalizer, post-processor) and what its Python wrapper adds
+    around it, probed on one string. None for tokenizers without a fast backend (not cached)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    probe = tokenizer("Probe: 2 tokens\n\n = x =").input_ids
+    return f"{type(tokenizer).__name__}|{probe}|".encode() + backend.to_str().encode()
+
+
+def cached_token_ids(tokenizer, text: str) -> torch.Tensor:
+    """tokenizer(text).input_ids as [1, N] int64, from TOKEN_CACHE when this tokenizer has
+    tokenized this text before: the WikiText-2 test stream takes seconds to tokenize (3 s of a
+    tiny test run's 3.5 s) and every run of a sweep needs the same one. The key hashes the text
+    and the tokenizer's full definition, so a hit is exactly what tokenizing would give."""
+    import numpy as np
+    import torch
+
+    from lib.embedded import CACHE_ROOT
+
+    fingerprint = _tokenizer_fingerprint(tokenizer)
+    if fingerprint is None:
+        return tokenizer(text, return_tensors="pt").input_ids
+    key = hashlib.sha256(fingerprint + b"\0" + text.encode("utf-8")).hexdigest()[:32]
+    path = CACHE_ROOT / "tokens" / f"{key}.npy"
+    if path.is_file():
+        return torch.from_numpy(np.load(path).astype(np.int64)).unsqueeze(0)
+    ids = tokenizer(text, return_tensors="pt").input_ids
+    try:  # written under a unique name, then renamed: parallel runs never read half a file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.partial")
+        with open(partial, "wb") as f:
+            np.save(f, ids[0].numpy().astype(np.int32))
+        os.replace(partial, path)
+    except OSError as err:  # a read-only checkout still runs, only slower
+        log.warning("token cache not written (%s)", err)
+    return ids
+
+
 def wikitext_test_ids(tokenizer, data_dir: str | None) -> torch.Tensor:
     """The WikiText-2 test split as one token stream [1, N], joined as Wanda joins it."""
-    return tokenizer("\n\n".join(wikitext_split("test", data_dir)), return_tensors="pt").input_ids
+    return cached_token_ids(tokenizer, "\n\n".join(wikitext_split("test", data_dir)))

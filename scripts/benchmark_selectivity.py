@@ -5,7 +5,9 @@ All measurements run in one process on the same model and calibration windows, i
 order, each repeated; the minimum time and the peak memory of each are compared as ratios:
   floor   = capture the first block's inputs + two plain block-by-block passes (no hooks),
             what any Wanda-style pruner pays;
-  wanda   = prune with wanda;  wanda_* = prune with each selectivity method.
+  wanda   = prune with wanda;  wanda_* = prune with each selectivity method
+(the timed span is prune_model, what a run's prune_seconds covers; restoring the dense weights
+before each run is outside it).
 Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
 
   python scripts/benchmark_selectivity.py --model smollm2-135m --data_dir ../shared/data \
@@ -43,8 +45,11 @@ def floor_passes(model, samples) -> None:
         inps, outs = outs, inps
 
 
-def measure(fn, device) -> tuple[float, int, int]:
-    """Seconds, peak memory, and peak memory above what was in use when the run started."""
+def measure(fn, device, prepare=None) -> tuple[float, int, int]:
+    """Seconds, peak memory, and peak memory above what was in use when the run started;
+    `prepare` runs first, outside both."""
+    if prepare is not None:
+        prepare()
     machine.reset_peak_memory(device)
     baseline = machine.current_memory_bytes(device)
     start = time.perf_counter()
@@ -82,9 +87,11 @@ def main() -> int:
     sparsity = parse_sparsity(args.sparsity_type, 0.5 if args.sparsity_type == "unstructured"
                               else 0, False)
 
+    def restore():  # the dense weights back: not part of any method's cost
+        base.load_state_dict(original)
+
     def pruner(method):
         def run():
-            base.load_state_dict(original)
             # each method with its CLI defaults (e.g. floor 1 for wanda_idf and wanda_select)
             prune_model(base, METHODS[method], sparsity, samples, METHODS[method].settings({}))
         return run
@@ -97,7 +104,7 @@ def main() -> int:
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
-            seconds, peak, extra = measure(jobs[name], device)
+            seconds, peak, extra = measure(jobs[name], device, restore)
             best[name] = [min(best[name][0], seconds), max(best[name][1], peak),
                           max(best[name][2], extra)]
             print(f"repeat {r} {name:14s} {seconds:8.2f} s  peak {peak / 2**20:8.1f} MiB  "

@@ -58,3 +58,23 @@ def test_missing_offline_files_named(tmp_path):
         data.check_data_files(str(tmp_path), None, evaluate=True)
     with pytest.raises(UserError, match="c4"):
         data.check_data_files(str(tmp_path), "c4", evaluate=False)
+
+
+def test_token_cache_gives_what_tokenizing_gives_and_tells_tokenizers_apart(
+        tmp_path, monkeypatch, tokenizer):
+    from lib import embedded
+    import tiny_models
+
+    monkeypatch.setattr(embedded, "CACHE_ROOT", tmp_path)
+    text = "\n\n".join(["= Title =", " A line of text , with 12 numbers .", "", "Ünïcode ok"]) * 50
+    direct = tokenizer(text, return_tensors="pt").input_ids
+    first = data.cached_token_ids(tokenizer, text)  # tokenizes and writes
+    assert len(list((tmp_path / "tokens").glob("*.npy"))) == 1
+    second = data.cached_token_ids(tokenizer, text)  # reads
+    assert first.dtype == second.dtype == direct.dtype
+    assert first.tolist() == second.tolist() == direct.tolist()
+    other = tiny_models.train_tokenizer(text, vocab_size=290)  # another vocabulary: another key
+    assert data.cached_token_ids(other, text).tolist() == [other(text).input_ids] and \
+        len(list((tmp_path / "tokens").glob("*.npy"))) == 2
+    data.cached_token_ids(tokenizer, text + ".")  # another text: another key
+    assert len(list((tmp_path / "tokens").glob("*.npy"))) == 3
