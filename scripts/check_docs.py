@@ -29,6 +29,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +124,7 @@ def main() -> int:
                 print(f"{where}: {len(documented)} numbers: {', '.join(documented)}")
                 continue
             print(f"{where}: running ...", flush=True)
+            start = time.perf_counter()
             try:
                 output = run(example)
             except RuntimeError as err:
@@ -136,7 +138,8 @@ def main() -> int:
             problems = compare(documented, produced, ppl_tolerance(example.commands))
             exact = all(produced.get(k) == v for k, v in documented.items())
             verdict = "identical" if exact else "within tolerance" if not problems else "DIFFERS"
-            print(f"{where}: {verdict} ({len(documented)} numbers)")
+            print(f"{where}: {verdict} ({len(documented)} numbers, "
+                  f"{time.perf_counter() - start:.0f} s)")
             for problem in problems:
                 print(f"  {problem}")
             failures += bool(problems)

@@ -82,6 +82,14 @@ def test_layer_types_get_their_own_inputs(family, request):
         assert captured.kwargs[2]["position_embeddings"][0] is sliding["position_embeddings"][0]
 
 
+class _Stopped(Exception):
+    pass
+
+
+def _stop(module, args, output):
+    raise _Stopped
+
+
 def direct_sequential_wanda_masks(model, samples, ratio: float) -> dict[str, torch.Tensor]:
     """Wanda by its definition, block by block on the model's own forward: the inputs of block
     b's linears come from full forwards through the already pruned blocks 0..b-1; per output row
@@ -103,9 +111,13 @@ def direct_sequential_wanda_masks(model, samples, ratio: float) -> dict[str, tor
             mean_sq[name][1] = seen + 1
         handles = [lin.register_forward_hook(lambda m, a, o, n=name: gather(n, a[0]))
                    for name, lin in linears.items()]
+        handles.append(block.register_forward_hook(_stop))  # later blocks are not needed
         with torch.no_grad():
-            for ids in samples:  # the base model: every block runs, the LM head is not needed
-                model.model(ids, use_cache=False)
+            for ids in samples:  # the base model's own forward, up to block b
+                try:
+                    model.model(ids, use_cache=False)
+                except _Stopped:
+                    pass
         for h in handles:
             h.remove()
         for name, lin in linears.items():
