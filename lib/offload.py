@@ -11,6 +11,8 @@ in --cache_dir; a Hub id is downloaded (safetensors only) into --cache_dir.
 """
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -65,6 +67,29 @@ _SAFETENSORS_DTYPES = {
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
     "U8": torch.uint8, "BOOL": torch.bool,
 }
+
+
+@functools.lru_cache(maxsize=1)
+def _libc():
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): its allocator is left as it is
+        return None
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MAP_FROM_BYTES = 1 << 20
+
+
+def map_large_allocations() -> None:
+    """From now on every allocation of 1 MiB or more gets its own mapping, returned to the OS
+    when freed. glibc otherwise raises its mmap threshold up to 32 MiB as blocks are freed, and
+    keeps freed heap memory: a small model's peak RSS then grew with depth under --offload (2 vs
+    8 blocks of 64 MiB: +160-300 MiB; with this: +6 MiB). Blocks of large models, made of
+    tensors above 32 MiB, were mapped anyway."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(M_MMAP_THRESHOLD, MAP_FROM_BYTES)
 
 
 class _SafetensorsFile:
@@ -128,6 +153,7 @@ class OffloadedModel:
         from transformers import AutoConfig, AutoModelForCausalLM
 
         self.folder, self.dtype, self.device = folder, dtype, device
+        map_large_allocations()
         config = AutoConfig.from_pretrained(folder)
         with init_empty_weights(include_buffers=False):  # buffers (rotary) are real and small
             self.model = AutoModelForCausalLM.from_config(config, dtype=dtype)
