@@ -164,7 +164,7 @@ def _tokenizer_fingerprint(tokenizer) -> bytes | None:
 
 
 def cached_token_ids(tokenizer, text: str) -> torch.Tensor:
-    """tokenizer(text).input_ids as [1, N] int64, from TOKEN_CACHE when this tokenizer has
+    """tokenizer(text).input_ids as [1, N] int64, from .cache/tokens when this tokenizer has
     tokenized this text before: the WikiText-2 test stream takes seconds to tokenize (3 s of a
     tiny test run's 3.5 s) and every run of a sweep needs the same one. The key hashes the text
     and the tokenizer's full definition, so a hit is exactly what tokenizing would give."""

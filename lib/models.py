@@ -90,12 +90,11 @@ def _gguf_parsed_once():
     readers: dict[str, object] = {}
 
     def shared(path, *args, **kwargs):
+        if args or kwargs:  # a reader opened another way (e.g. writable) is not shared
+            return original(path, *args, **kwargs)
         key = str(Path(path).resolve())
-        if args or kwargs or key not in readers:
-            reader = original(path, *args, **kwargs)
-            if args or kwargs:
-                return reader
-            readers[key] = reader
+        if key not in readers:
+            readers[key] = original(path)
         return readers[key]
 
     gguf.GGUFReader = shared

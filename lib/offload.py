@@ -85,7 +85,7 @@ def map_large_allocations() -> None:
     """From now on every allocation of 1 MiB or more gets its own mapping, returned to the OS
     when freed. glibc otherwise raises its mmap threshold up to 32 MiB as blocks are freed, and
     keeps freed heap memory: a small model's peak RSS then grew with depth under --offload (2 vs
-    8 blocks of 64 MiB: +160-300 MiB; with this: +6 MiB). Blocks of large models, made of
+    8 blocks of 64 MiB: +160-300 MiB; with this: +3 MiB). Blocks of large models, made of
     tensors above 32 MiB, were mapped anyway."""
     libc = _libc()
     if libc is not None and hasattr(libc, "mallopt"):
