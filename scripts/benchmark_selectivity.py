@@ -2,7 +2,9 @@
 """Side-by-side cost of pruning: the forward-pass floor, wanda, and the selectivity methods.
 
 All measurements run in one process on the same model and calibration windows, in rotating
-order, each repeated; the minimum time and the peak memory of each are compared as ratios:
+order, each repeated; the minimum time and the peak memory of each are compared as ratios, and, since
+a shared machine's speed drifts between repeats, each run's time over the same repeat's wanda
+(median and range over the repeats):
   floor   = capture the first block's inputs + two plain block-by-block passes (no hooks),
             what any Wanda-style pruner pays;
   wanda   = prune with wanda;  wanda_* = prune with each selectivity method
@@ -61,6 +63,19 @@ def measure(fn, device, prepare=None) -> tuple[float, int, int]:
     return seconds, peak, peak - baseline
 
 
+def paired_ratios(times: dict[str, list[float]], reference: str = "wanda"
+                  ) -> dict[str, tuple[float, float, float]]:
+    """Median, lowest and highest of each run's time over the reference's time in the same
+    repeat: a repeat's slow spell hits both, so this drifts less than the ratio of best times."""
+    result = {}
+    for name, seconds in times.items():
+        ratios = sorted(s / ref for s, ref in zip(seconds, times[reference]))
+        mid = len(ratios) // 2
+        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+        result[name] = (median, ratios[0], ratios[-1])
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", default="smollm2-135m")
@@ -101,10 +116,12 @@ def main() -> int:
         jobs[m] = pruner(m)
     best: dict[str, list] = {name: [float("inf"), 0, 0] for name in jobs}
     names = list(jobs)
+    times: dict[str, list[float]] = {name: [] for name in jobs}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             seconds, peak, extra = measure(jobs[name], device, restore)
+            times[name].append(seconds)
             best[name] = [min(best[name][0], seconds), max(best[name][1], peak),
                           max(best[name][2], extra)]
             print(f"repeat {r} {name:14s} {seconds:8.2f} s  peak {peak / 2**20:8.1f} MiB  "
@@ -113,10 +130,13 @@ def main() -> int:
     print(f"\n{args.model} | {device} {dtype} | {args.nsamples} x {args.seqlen} tokens | "
           f"{args.sparsity_type} | best of {args.repeats}")
     print(f"{'run':14s} {'seconds':>8s} {'peak MiB':>9s} {'+MiB':>8s} {'time/wanda':>11s} "
-          f"{'peak/wanda':>11s} {'+mem/wanda':>11s}")
+          f"{'peak/wanda':>11s} {'+mem/wanda':>11s}  paired time/wanda: median [range]")
+    paired = paired_ratios(times)
     for name, (seconds, peak, extra) in best.items():
+        median, low, high = paired[name]
         print(f"{name:14s} {seconds:8.2f} {peak / 2**20:9.1f} {extra / 2**20:8.1f} "
-              f"{seconds / wanda_s:11.3f} {peak / wanda_m:11.3f} {extra / max(wanda_x, 1):11.3f}")
+              f"{seconds / wanda_s:11.3f} {peak / wanda_m:11.3f} {extra / max(wanda_x, 1):11.3f}"
+              f"  {median:.3f} [{low:.3f}, {high:.3f}]")
     print(f"wanda / floor time: {wanda_s / best['floor'][0]:.3f}")
     return 0
 
