@@ -2,9 +2,9 @@
 """Side-by-side cost of pruning: the forward-pass floor, wanda, and the selectivity methods.
 
 All measurements run in one process on the same model and calibration windows, in rotating
-order, each repeated; the minimum time and the peak memory of each are compared as ratios, and, since
-a shared machine's speed drifts between repeats, each run's time over the same repeat's wanda
-(median and range over the repeats):
+order, each repeated; the minimum time and the peak memory of each are compared as ratios,
+and, since a shared machine's speed drifts between repeats, each run's time over the same
+repeat's wanda (median and range over the repeats):
   floor   = capture the first block's inputs + two plain block-by-block passes (no hooks),
             what any Wanda-style pruner pays;
   wanda   = prune with wanda;  wanda_* = prune with each selectivity method
@@ -18,6 +18,7 @@ Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -69,10 +70,8 @@ def paired_ratios(times: dict[str, list[float]], reference: str = "wanda"
     repeat: a repeat's slow spell hits both, so this drifts less than the ratio of best times."""
     result = {}
     for name, seconds in times.items():
-        ratios = sorted(s / ref for s, ref in zip(seconds, times[reference]))
-        mid = len(ratios) // 2
-        median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-        result[name] = (median, ratios[0], ratios[-1])
+        ratios = [s / ref for s, ref in zip(seconds, times[reference])]
+        result[name] = (statistics.median(ratios), min(ratios), max(ratios))
     return result
 
 

@@ -1,4 +1,4 @@
-"""The benchmark's paired ratios, against statistics.median of ratios computed one by one."""
+"""The benchmark's paired ratios, against ratios computed repeat by repeat."""
 from __future__ import annotations
 
 import random
