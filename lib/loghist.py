@@ -410,8 +410,9 @@ if njit is not None:
                     break
             out[j] = acc / k
 
-    # fastmath lets the sum be reordered, hence vectorised: 5x faster (1.5 -> 0.3 ms on a
-    # 576-channel table), the float64 rounding differences far below the bins' own error
+    # fastmath lets the sum be reordered, hence vectorised (timings:
+    # docs/results/benchmark_selectivity/NOTES.md), the float64 rounding differences far below
+    # the bins' own error
     @njit(parallel=True, cache=True, nogil=True, fastmath=True)
     def _fused_weighted_sums(counts, weights, out):  # pragma: no cover
         """out[j] = sum over bins b of counts[j, b] * weights[b]."""
@@ -426,8 +427,8 @@ if njit is not None:
     @njit(parallel=True, cache=True, nogil=True)
     def _fused_bin_totals(counts, out, chunks):  # pragma: no cover
         """out[b] += sum over channels of counts[:, b]. Each of `chunks` threads sums whole
-        contiguous rows into its own partial totals (vectorised, sequential reads: 6x faster
-        than threads owning stripes of bins across every row), added up at the end."""
+        contiguous rows into its own partial totals (vectorised, sequential reads, unlike
+        threads owning stripes of bins across every row), added up at the end."""
         columns, nbins = counts.shape
         partial = np.zeros((chunks, nbins), dtype=np.int64)
         for c in prange(chunks):

@@ -1,13 +1,20 @@
 """The histogram readers' two kernels before and after (2026-12-02): per-bin totals over all
 channels and per-channel weighted sums, on random 16-bit tables of SmolLM2's shapes (576 and
-1536 channels x 3904 bins), best of 20 calls, milliseconds.
+1536 channels x 3904 bins), best of 20 calls, milliseconds. "After" is lib/loghist.py's own
+kernels; "before" keeps the versions they replaced.
 
   python docs/results/benchmark_selectivity/cpu_2026-12-02b/reader_kernels.py"""
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[4]))
+from lib.loghist import _fused_bin_totals as totals_after  # noqa: E402
+from lib.loghist import _fused_weighted_sums as wsum_after  # noqa: E402
 
 
 @njit(parallel=True, nogil=True)
@@ -22,38 +29,12 @@ def totals_before(counts, out):  # threads own stripes of 256 bins across every 
 
 
 @njit(parallel=True, nogil=True)
-def totals_after(counts, out, chunks):  # threads sum whole rows into partial totals
-    columns, nbins = counts.shape
-    partial = np.zeros((chunks, nbins), dtype=np.int64)
-    for c in prange(chunks):
-        acc = partial[c]
-        for j in range(c * columns // chunks, (c + 1) * columns // chunks):
-            row = counts[j]
-            for b in range(nbins):
-                acc[b] += row[b]
-    for c in range(chunks):
-        for b in range(nbins):
-            out[b] += partial[c, b]
-
-
-@njit(parallel=True, nogil=True)
 def wsum_before(counts, weights, out):
     columns, nbins = counts.shape
     for j in prange(columns):
         acc = 0.0
         for b in range(nbins):
             acc += counts[j, b] * weights[b]
-        out[j] = acc
-
-
-@njit(parallel=True, nogil=True, fastmath=True)
-def wsum_after(counts, weights, out):
-    columns, nbins = counts.shape
-    for j in prange(columns):
-        row = counts[j]
-        acc = 0.0
-        for b in range(nbins):
-            acc += row[b] * weights[b]
         out[j] = acc
 
 
