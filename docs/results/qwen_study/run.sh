@@ -1,0 +1,50 @@
+#!/bin/bash
+# Qwen2.5-Coder-1.5B study (issue 31): the pre-registered pair first (wanda and
+# wanda_idf:idf_power=0.25 at 50% unstructured, seeds 0-4, seed by seed), then the dense row, then
+# 2:4, 50% and 70% entries on seeds 0-2. Budget as for the other two models, float32 on the CPU:
+# calibration 16 C4 windows x 512 tokens (seed = calibration sample), evaluation on the first 32
+# WikiText-2 test windows of 512 tokens. One queue of (level, type, entries, seed) tasks in
+# priority order, drained by two single-thread lanes. Resumable: rerun and finished runs are
+# skipped (main.py --skip_if_done through the sweep). Run from the repo root:
+#   bash docs/results/qwen_study/run.sh [OUT_ROOT]
+set -u
+out=${1:-out/evidence/qwen}
+m=qwen2.5-coder-1.5b
+PAIR="wanda,wanda_idf:idf_power=0.25"
+U50="sparsegpt,wanda_spiky,wanda_select,wanda:layer_sparsity=owl,ria"
+NM="wanda,wanda_idf:idf_power=0.25,sparsegpt,wanda_spiky,wanda_select,ria"
+U70="wanda,sparsegpt,wanda:layer_sparsity=owl"
+COMMON="--nsamples 16 --seqlen 512 --data_dir ../shared/data --eval_windows 32"
+export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
+mkdir -p "$out"
+queue="$out/queue.txt"
+: > "$queue"
+task() { echo "$*" >> "$queue"; }  # LEVEL TYPE ENTRIES SEED
+for s in 0 1 2 3 4; do
+  task 0.5 unstructured wanda $s
+  task 0.5 unstructured wanda_idf:idf_power=0.25 $s
+done
+task dense
+for s in 0 1 2; do
+  task 0.5 2:4 "$NM" $s
+  task 0.5 unstructured "$U50" $s
+  task 0.7 unstructured "$U70" $s
+done
+lane() {
+  while true; do
+    line=$(flock "$queue.lock" bash -c "head -n1 '$queue'; sed -i 1d '$queue'")
+    [ -z "$line" ] && return
+    read -r lvl typ entries seed <<< "$line"
+    echo "$(date -u +%FT%TZ) lane $1: $line" >> "$out/lanes.log"
+    if [ "$lvl" = dense ]; then
+      .venv/bin/python main.py --model $m --prune_method dense $COMMON --skip_if_done \
+        --save "$out/$m/dense" >> "$out/dense.log" 2>&1
+      continue
+    fi
+    bash scripts/run_selectivity_experiments.sh $m "$lvl" "$typ" --methods "$entries" \
+      --seeds "$seed" --out_root "$out/$m" -- $COMMON >> "$out/sweep.log" 2>&1
+  done
+  echo "$(date -u +%FT%TZ) lane $1: queue empty" >> "$out/lanes.log"
+}
+lane 1 & lane 2 &
+wait
