@@ -9,6 +9,7 @@ import sys
 from lib import layer_sparsity
 from lib.embedded import EMBEDDED
 from lib.eval import PPL_FORMULAS
+from lib.experts import MOE_CALIBRATION
 from lib.methods import DENSE, METHODS, all_options, methods_with
 from lib.zeroshot import DEFAULT_TASKS
 
@@ -103,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "context, at most 4096; 2 .. context)")
     data.add_argument("--seed", type=int, default=0,
                       help="seeds the calibration sampler, which picks the windows (default 0)")
+    data.add_argument("--moe_calibration", default="routed", choices=MOE_CALIBRATION,
+                      help="mixture-of-experts models: each expert's statistics from the tokens "
+                           "the router sends it (routed), or from every token (all; the outputs "
+                           "still follow the router). An expert that receives no token gets "
+                           "every token's statistics (default routed)")
 
     _add_method_options(p)
     layers = p.add_argument_group("layer-wise sparsity (any method)")

@@ -2,11 +2,12 @@
 sparsity (Yin et al., ICML 2024), for any method.
 
 OWL measures, on the dense model, each block's outlier ratio D_b: the share of the Wanda scores
-|W_ij| * ||X_j|| of all the block's linears that exceed M times their mean. Blocks with more
-outliers keep more weights: densities (D_b - min D) / (max D - min D) * 2 lambda, shifted so
-that their mean is 1 - target; a block's sparsity is 1 - its density, so the mean over blocks
-is the target. When every block has the same D_b the spread is undefined; then every block gets
-the target (uniform), which is also the limit of the formula as the spread goes to 0.
+|W_ij| * ||X_j|| of all the block's pruned matrices (experts' included) that exceed M times their
+mean. Blocks with more outliers keep more weights: densities (D_b - min D) / (max D - min D) *
+2 lambda, shifted so that their mean is 1 - target; a block's sparsity is 1 - its density, so
+the mean over blocks is the target. When every block has the same D_b the spread is undefined;
+then every block gets the target (uniform), which is also the limit of the formula as the
+spread goes to 0.
 
 The extra cost is one dense calibration pass: every block runs once more over the calibration
 windows, with Wanda's norm hooks, before pruning starts (recorded as `owl_pass_seconds`; one
@@ -60,7 +61,7 @@ def check(values: Settings, sparsity: Sparsity) -> None:
 
 
 def outlier_ratio(scores: list[torch.Tensor], m: float) -> float:
-    """The share of all `scores` (a block's linears together) above m times their mean."""
+    """The share of all `scores` (a block's matrices together) above m times their mean."""
     import torch
 
     flat = torch.cat([s.reshape(-1).double() for s in scores])
@@ -94,14 +95,15 @@ class LayerPlan:
 
 
 def plan_blocks(values: Settings, sparsity: Sparsity, model: nn.Module,
-                samples: list[torch.Tensor] | None, store=None) -> LayerPlan:
+                samples: list[torch.Tensor] | None, store=None,
+                moe_calibration: str = "routed") -> LayerPlan:
     from lib.models import decoder_layers
 
     blocks = len(decoder_layers(model))
     if values.layer_sparsity == "uniform":
         return LayerPlan([sparsity] * blocks)
     start = time.perf_counter()
-    outliers = measure_outlier_ratios(model, samples, values.owl_m, store)
+    outliers = measure_outlier_ratios(model, samples, values.owl_m, store, moe_calibration)
     ratios = owl_ratios(outliers, sparsity.ratio, values.owl_lambda)
     bad = [(b, r) for b, r in enumerate(ratios) if not 0 <= r < 1]
     if bad:
@@ -113,7 +115,7 @@ def plan_blocks(values: Settings, sparsity: Sparsity, model: nn.Module,
 
 
 def measure_outlier_ratios(model: nn.Module, samples: list[torch.Tensor], m: float,
-                           store=None) -> list[float]:
+                           store=None, moe_calibration: str = "routed") -> list[float]:
     """OWL's dense pass: each block's outlier ratio of Wanda scores, on inputs from the dense
     blocks before it (`store`: lib.prune.BlockStore, for offloaded blocks)."""
     from lib.layerwrapper import WrappedGPT
@@ -124,9 +126,8 @@ def measure_outlier_ratios(model: nn.Module, samples: list[torch.Tensor], m: flo
     ratios = []
     # the blocks stay dense, so the statistics pass's outputs feed the next block (no replay)
     for visit in BlockWalk(model, samples, WrappedGPT, replay=False, store=store,
-                           desc="owl dense pass"):
-        scores = [lin.weight.data.float().abs()
-                  * visit.stats[name].column_norm().reshape(1, -1)
-                  for name, lin in visit.linears.items()]
+                           desc="owl dense pass", moe_calibration=moe_calibration):
+        scores = [weight.float().abs() * visit.stats[name].column_norm().reshape(1, -1)
+                  for name, weight in visit.matrices.items()]
         ratios.append(outlier_ratio(scores, m))
     return ratios

@@ -301,33 +301,64 @@ class ColumnSlice:
 
 
 class InputStatsCollector:
-    """Forward hooks on a block's linears that feed their inputs to statistic objects.
+    """Feeds the inputs of a block's pruned matrices to statistic objects, one per matrix.
 
-    Linears called on the very same tensor object within one forward share a statistic, so
-    q/k/v (and gate/up) gather it once. Call `end_sample()` after each sample's forward.
+    Linears get forward hooks; Linears called on the very same tensor object within one forward
+    share a statistic, so q/k/v (and gate/up) gather it once. Fused experts modules run through
+    an ExpertsTap (lib/experts.py), which feeds each expert's matrices from the tokens routed to
+    it (every token with `moe_calibration="all"`). Call `end_sample()` after each sample's forward.
     """
 
-    def __init__(self, linears: dict[str, nn.Linear],
-                 factory: Callable[[int, torch.device], object]):
+    def __init__(self, parts, factory: Callable[[int, torch.device], object],
+                 moe_calibration: str = "routed"):
+        from lib.experts import ExpertsTap
+
         self.factory = factory
         self.stats: dict[str, object] = {}
         self._recent: list[tuple[torch.Tensor, object]] = []
+        self._linears_on = True
         self._handles = [lin.register_forward_hook(self._hook(name))
-                         for name, lin in linears.items()]
+                         for name, lin in parts.linears.items()]
+        self.taps = [ExpertsTap(name, module, self._feed, moe_calibration)
+                     for name, module in parts.experts.items()]
+
+    def _stat(self, name: str, x: torch.Tensor):
+        stat = self.stats.get(name)
+        if stat is None:
+            stat = self.stats[name] = self.factory(x.shape[-1], x.device)
+        return stat
+
+    def _feed(self, name: str, x: torch.Tensor) -> None:
+        self._stat(name, x).add_batch(x.detach())
 
     def _hook(self, name: str):
         def gather(module: nn.Module, args: tuple, output) -> None:
+            if not self._linears_on:
+                return
             x = args[0]
             for seen, stat in self._recent:
                 if seen is x:
                     self.stats.setdefault(name, stat)
                     return
-            stat = self.stats.get(name)
-            if stat is None:
-                stat = self.stats[name] = self.factory(x.shape[-1], x.device)
+            stat = self._stat(name, x)
             stat.add_batch(x.detach())
             self._recent.append((x, stat))
         return gather
+
+    def missing_experts(self) -> bool:
+        """Whether an expert received no token; if so, the next pass feeds those experts every
+        token and feeds nothing else (a statistics-only fallback pass)."""
+        missing = {id(tap): tap.missing() for tap in self.taps}
+        if not any(missing.values()):
+            return False
+        self._linears_on = False
+        for tap in self.taps:
+            tap.fallback = set(missing[id(tap)])
+        return True
+
+    def expert_tokens(self) -> list[int]:
+        """Tokens routed to each expert of the block, over all experts modules."""
+        return [int(n) for tap in self.taps for n in tap.routed_tokens]
 
     def end_sample(self) -> None:
         self._recent.clear()
@@ -335,4 +366,6 @@ class InputStatsCollector:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+        for tap in self.taps:
+            tap.remove()
         self._recent.clear()

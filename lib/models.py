@@ -45,10 +45,11 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
-def check_architecture(source: ModelSource, cache_dir: str | None) -> None:
-    """Build the model skeleton on the meta device (no weights) to see that we can prune it.
-    A GGUF file without a converted copy is checked when it loads instead: transformers would
-    parse its whole vocabulary to build the config."""
+def check_architecture(source: ModelSource, cache_dir: str | None, prunes: bool = True) -> None:
+    """Build the model skeleton on the meta device (no weights) to see that we can prune it:
+    blocks where we look for them, every block weight pruned or dense by design
+    (lib/matrices.py). A GGUF file without a converted copy is checked when it loads instead:
+    transformers would parse its whole vocabulary to build the config."""
     if source.kind == "gguf" and not source.is_converted:
         return
     from transformers import AutoModelForCausalLM
@@ -60,7 +61,12 @@ def check_architecture(source: ModelSource, cache_dir: str | None) -> None:
     except Exception as exc:  # noqa: BLE001
         raise UserError(f"unsupported architecture {config.model_type}: transformers cannot build "
                         "it as a causal LM; use a LLaMA-family, Gemma or OPT model") from exc
-    decoder_layers(skeleton)
+    blocks = decoder_layers(skeleton)
+    if prunes:
+        from lib.matrices import block_parts
+
+        for index, block in enumerate(blocks):
+            block_parts(block, index)
 
 
 def check_device(device: torch.device) -> None:

@@ -124,19 +124,50 @@ class _SafetensorsFile:
 
 
 class Checkpoint:
-    """Tensors by name from a directory's safetensors files (one file, or an index)."""
+    """Tensors by the model's parameter names from a directory's safetensors files (one file, or
+    an index). A checkpoint in the layout transformers converts from on load (per-expert
+    `experts.<e>.gate_proj.weight` for fused `experts.gate_up_proj`, older module names) is read
+    the same way: lib/experts.py gives the names, this class stacks the experts."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, model_type: str = ""):
+        self.folder, self.model_type = folder, model_type
         self._files = {file.name: _SafetensorsFile(file)
                        for file in sorted(folder.glob("*.safetensors"))}
         self.where = {name: file for file, f in self._files.items() for name in f.header}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.where
+    def _stored(self, name: str) -> str | None:
+        from lib.experts import legacy_names
 
-    def tensor(self, name: str) -> torch.Tensor:
-        return self._files[self.where[name]].tensor(name)
+        if name in self.where or not self.model_type:
+            return name if name in self.where else None
+        return next((n for n in legacy_names(self.model_type, name) if n in self.where), None)
+
+    def _expert_sources(self, name: str, shape: torch.Size | None) -> list[list[str]] | None:
+        from lib.experts import legacy_experts
+
+        if not self.model_type or shape is None or len(shape) != 3:
+            return None
+        sources = legacy_experts(self.model_type, name, shape[0])
+        if sources is None:
+            return None
+        stored = [[self._stored(n) for n in names] for names in sources]
+        return None if any(n is None for names in stored for n in names) else stored
+
+    def has(self, name: str, shape: torch.Size | None = None) -> bool:
+        return self._stored(name) is not None or self._expert_sources(name, shape) is not None
+
+    def __contains__(self, name: str) -> bool:
+        return self.has(name)
+
+    def tensor(self, name: str, shape: torch.Size | None = None) -> torch.Tensor:
+        stored = self._stored(name)
+        if stored is not None:
+            return self._files[self.where[stored]].tensor(stored)
+        sources = self._expert_sources(name, shape)
+        if sources is None:
+            raise UserError(f"{self.folder}: the checkpoint lacks {name}; cannot offload it")
+        return torch.cat([torch.stack([self._files[self.where[n]].tensor(n) for n in names])
+                          for names in sources], dim=1)
 
 
 def _set(module: nn.Module, name: str, value: torch.Tensor) -> None:
@@ -159,11 +190,11 @@ class OffloadedModel:
             self.model = AutoModelForCausalLM.from_config(config, dtype=dtype)
         self.model.eval()
         self.model.config.use_cache = False
-        self.checkpoint = Checkpoint(folder)
+        self.checkpoint = Checkpoint(folder, config.model_type)
         self.block_source = self.checkpoint  # the pruned blocks' shards, once written
         self.blocks = decoder_layers(self.model)
         self.prefix = next(n for n, m in self.model.named_modules() if m is self.blocks)
-        self.zeros: dict[int, tuple[int, int]] = {}  # block -> (zeros, weights) of its linears
+        self.zeros: dict[int, tuple[int, int]] = {}  # block -> (zeros, weights) of its matrices
         self._load_resident()
 
     def _is_block(self, name: str) -> bool:
@@ -188,15 +219,16 @@ class OffloadedModel:
                 if buf is not None and buf.device != self.device:
                     module._buffers[key] = buf.to(self.device)
 
-    def _read(self, name: str, source: Checkpoint | None = None) -> torch.Tensor:
-        tensor = (source or self.checkpoint).tensor(name)
+    def _read(self, name: str, source: Checkpoint | None = None,
+              shape: torch.Size | None = None) -> torch.Tensor:
+        tensor = (source or self.checkpoint).tensor(name, shape)
         return tensor.to(device=self.device, dtype=self.dtype)
 
     def load(self, index: int) -> None:
         block = self.blocks[index]
         base = f"{self.prefix}.{index}."
-        for name, _ in list(block.named_parameters()):
-            _set(block, name, self._read(base + name, self.block_source))
+        for name, param in list(block.named_parameters()):
+            _set(block, name, self._read(base + name, self.block_source, param.shape))
 
     def read_blocks_from(self, folder: Path) -> None:
         """Blocks come from `folder` from now on: where the pruned blocks were written."""
@@ -204,12 +236,10 @@ class OffloadedModel:
 
     def release(self, index: int, writer: ShardWriter | None = None) -> None:
         """Count the block's zeros, hand its tensors to the writer, put it back on meta."""
-        from lib.prune import find_linears
+        from lib.matrices import block_parts, count_zeros
 
         block = self.blocks[index]
-        linears = find_linears(block).values()
-        self.zeros[index] = (sum(int((lin.weight == 0).sum()) for lin in linears),
-                             sum(lin.weight.numel() for lin in linears))
+        self.zeros[index] = count_zeros(block_parts(block, index))
         base = f"{self.prefix}.{index}."
         for name, param in list(block.named_parameters()):
             if writer is not None:

@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from lib import data, layer_sparsity, machine, models, offload, results, zeroshot
+from lib import data, layer_sparsity, machine, matrices, models, offload, results, zeroshot
 from lib.errors import UserError
 from lib.eval import perplexity
 from lib.plan import Plan, new_record
@@ -41,10 +41,13 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     store = streamed.store(writer) if streamed else None
     machine.reset_peak_memory(device)
     start = time.perf_counter()
+    moe = args.moe_calibration
     layers = layer_sparsity.plan_blocks(plan.layers, plan.sparsity, model, samples,
-                                        streamed.store() if streamed else None)
+                                        streamed.store() if streamed else None, moe)
+    routed: list[list[int]] = []
     if plan.prunes:
-        prune_model(model, plan.method, layers.targets, samples, plan.settings, stats, store)
+        routed = prune_model(model, plan.method, layers.targets, samples, plan.settings, stats,
+                             store, moe)
     elif store is not None:  # dense: every block still passes through (count, copy)
         for index in range(len(streamed.blocks)):
             store.load(index)
@@ -59,7 +62,8 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
         log.info("layer %d sparsity %.6f", i, fraction)
     log.info("sparsity sanity check %.4f", actual)
     record.update(actual_sparsity=actual, sparsity_per_layer=per_block, **layers.record(),
-                  status="pruned")
+                  **matrices.model_record(models.decoder_layers(model)),
+                  **matrices.routed_record(routed), status="pruned")
     results.write_results(plan.save, plan.method_name, record)
     if stats is not None:
         save_stats(stats, args.save_stats)
@@ -127,7 +131,7 @@ def run(plan: Plan) -> int:
     args = plan.args
     device = torch.device(plan.device)
     models.check_device(device)
-    models.check_architecture(plan.source, args.cache_dir)
+    models.check_architecture(plan.source, args.cache_dir, plan.prunes)
     if args.eval_zero_shot:  # loads the task data now: fail before the pruning, not after
         plan.zero_shot = zeroshot.prepare(zeroshot.parse_tasks(args.tasks),
                                           args.tasks_include_path, args.zero_shot_limit,

@@ -160,6 +160,8 @@ def budget_tag(record: dict, method: Method | None) -> str:
         parts.append("variant")
     if record["ppl_formula"] != "exact":
         parts.append(f"ppl-{record['ppl_formula']}")
+    if record["moe_calibration"] != "routed":
+        parts.append(f"moe-{record['moe_calibration']}")
     if record["layer_sparsity"]:
         owl = record["layer_sparsity"]
         parts.append(f"{owl['layer_sparsity']}-m{owl['owl_m']:g}-lambda{owl['owl_lambda']:g}")
@@ -190,6 +192,7 @@ def new_record(plan: Plan) -> dict:
         "method_options": {o.name: plan.settings[o.name] for o in plan.method.options}
         if plan.method is not None else {},
         "layer_sparsity": layer_sparsity.config_of(plan.layers),
+        "moe_calibration": args.moe_calibration,
         "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
     }

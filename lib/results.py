@@ -14,7 +14,9 @@ from lib.errors import UserError
 # Keys that define a configuration: a results file with other values is another experiment.
 CONFIG_KEYS = ("model", "method", "sparsity_type", "sparsity_ratio", "use_variant", "nsamples",
                "seed", "seqlen", "calib_dataset", "eval_windows", "dtype", "ppl_formula",
-               "method_options", "layer_sparsity")
+               "method_options", "layer_sparsity", "moe_calibration")
+# what a key meant in records written before it existed
+CONFIG_DEFAULTS = {"moe_calibration": "routed"}
 # every package whose version can move a number: kernels (torch, numpy, numba/llvmlite for the
 # histogram), weights (gguf dequantizes the embedded models), tokens (tokenizers, sentencepiece)
 PACKAGES = ("torch", "transformers", "tokenizers", "sentencepiece", "gguf", "safetensors",
@@ -26,7 +28,7 @@ def results_path(save: str, method: str) -> Path:
 
 
 def config_of(record: dict) -> dict:
-    return {k: record.get(k) for k in CONFIG_KEYS}
+    return {k: record.get(k, CONFIG_DEFAULTS.get(k)) for k in CONFIG_KEYS}
 
 
 def _read_record(save: str, method: str) -> dict | None:
@@ -50,6 +52,7 @@ def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> Non
     old = None if overwrite else _read_record(save, method)
     if old is None:
         return
+    old = config_of(old)
     changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
     if changed:
         raise UserError(f"{results_path(save, method)} holds results of a different "

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -57,3 +58,26 @@ def smollm2_dir() -> Path:
 @pytest.fixture(scope="session")
 def gemma3_dir() -> Path:
     return tiny_models.embedded_hf_dir("gemma3-270m")
+
+
+def _tiny_moe_dir(tmp_path_factory, tokenizer, family: str) -> Path:
+    from transformers import AutoModelForCausalLM
+
+    config = tiny_models.tiny_moe_config(family, len(tokenizer))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    tiny_models.spread_experts(model)
+    out = tmp_path_factory.mktemp(f"tiny_{family}")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_moe_dir(tmp_path_factory, tokenizer) -> Path:
+    return _tiny_moe_dir(tmp_path_factory, tokenizer, "qwen3_moe")
+
+
+@pytest.fixture(scope="session")
+def tiny_mixtral_dir(tmp_path_factory, tokenizer) -> Path:
+    return _tiny_moe_dir(tmp_path_factory, tokenizer, "mixtral")

@@ -43,8 +43,10 @@ def check_exact_run(save, method, ratio=0.5) -> dict:
     return res
 
 
-# the Gemma 3 half runs in the full suite only (the quick loop keeps one family per method)
-@pytest.mark.parametrize("family", ["llama", pytest.param("gemma3", marks=pytest.mark.slow)])
+# the Gemma 3 and MoE thirds run in the full suite only (the quick loop keeps one family per
+# method); qwen3_moe: every method on fused experts, each expert from its routed tokens
+@pytest.mark.parametrize("family", ["llama", pytest.param("gemma3", marks=pytest.mark.slow),
+                                    pytest.param("qwen3_moe", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("kind", ["unstructured", "2:4"])
 def test_every_method_prunes_exactly(family, method, kind, request, tmp_path, data_dir):

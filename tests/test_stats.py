@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from lib.layerwrapper import InputStatsCollector, WrappedGPT
-from lib.prune import find_linears
+from lib.matrices import block_parts
 
 
 def test_wrapped_gpt_matches_direct_norms():
@@ -25,12 +25,13 @@ def test_wrapped_gpt_matches_direct_norms():
 def test_collector_shares_inputs_and_matches_captured(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
     block = model.model.layers[0]
-    linears = find_linears(block)
+    parts = block_parts(block)
+    linears = parts.linears
     captured: dict[str, list[torch.Tensor]] = {name: [] for name in linears}
     handles = [lin.register_forward_hook(
         lambda mod, args, out, name=name: captured[name].append(args[0].detach().clone()))
         for name, lin in linears.items()]
-    collector = InputStatsCollector(linears, WrappedGPT)
+    collector = InputStatsCollector(parts, WrappedGPT)
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for _ in range(3):

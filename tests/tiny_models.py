@@ -97,3 +97,37 @@ def option_settings(**overrides):
     values = Settings({o.name: o.default for o in all_options()})
     values.update(overrides)
     return values
+
+
+def tiny_moe_config(family: str, vocab_size: int, experts: int = 4, top_k: int = 2, **overrides):
+    """A 2-block mixture-of-experts model of `family` (qwen3_moe, mixtral, qwen2_moe, gpt_oss,
+    ...) in transformers 5's fused-experts layout: `experts` experts, `top_k` per token."""
+    from transformers import AutoConfig
+
+    settings = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=64,
+                    moe_intermediate_size=32, shared_expert_intermediate_size=32,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=16, max_position_embeddings=256, num_experts=experts,
+                    num_local_experts=experts, num_experts_per_tok=top_k,
+                    tie_word_embeddings=False, decoder_sparse_step=1, mlp_only_layers=[])
+    settings.update(overrides)
+    config = AutoConfig.for_model(family)
+    for key, value in settings.items():
+        if hasattr(config, key):
+            setattr(config, key, value)
+    return config
+
+
+def spread_experts(model, seed: int = 0) -> None:
+    """Expert weights with spread across experts and input columns (scaled rows and columns), so
+    that per-expert statistics and masks differ from expert to expert."""
+    from lib.experts import fused_names, is_fused_experts
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if is_fused_experts(module):
+                for name in fused_names(module):
+                    param = getattr(module, name)
+                    scale = torch.rand(param.shape[0], 1, param.shape[2], generator=gen) * 3
+                    param.mul_(0.5 + scale)
