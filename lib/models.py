@@ -3,8 +3,6 @@ check, devices and saving. What --model names is decided in lib/sources.py, with
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -111,7 +109,8 @@ def _gguf_parsed_once():
 
 
 def ensure_converted(source: ModelSource) -> Path:
-    """The float32 safetensors copy of an embedded GGUF, written once (atomically)."""
+    """The float32 safetensors copy of an embedded GGUF, written once (atomically: a killed
+    conversion leaves a temporary that the next one removes)."""
     folder = Path(source.converted)
     if source.is_converted:
         return folder
@@ -121,12 +120,7 @@ def ensure_converted(source: ModelSource) -> Path:
         clear_quantized_flag(model)
         tokenizer = load_tokenizer(ModelSource(source.spec, "gguf", source.path,
                                                source.gguf_file), None)
-    partial = folder.with_name(folder.name + ".partial")
-    save_model(model, tokenizer, str(partial))
-    del model
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(partial, folder)
+    save_model(model, tokenizer, str(folder), {"converted_from": source.gguf_file})
     return folder
 
 
@@ -178,12 +172,17 @@ def module_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def save_model(model: nn.Module, tokenizer, out_dir: str) -> None:
-    """Write safetensors weights and the tokenizer so that from_pretrained(out_dir) works."""
-    os.makedirs(out_dir, exist_ok=True)
+def save_model(model: nn.Module, tokenizer, out_dir: str, record: dict | None = None) -> dict:
+    """Write safetensors weights and the tokenizer so that from_pretrained(out_dir) works: into a
+    temporary folder beside `out_dir`, renamed into place when complete (lib/writes.py; `record`
+    goes into its marker). Returns the saved files' manifest."""
+    from lib import writes
+
+    tmp = writes.temporary_folder(out_dir)
     model.config.use_cache = True
     try:
-        model.save_pretrained(out_dir, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True)
     finally:
         model.config.use_cache = False
-    tokenizer.save_pretrained(out_dir)
+    tokenizer.save_pretrained(tmp)
+    return writes.publish(tmp, out_dir, record)

@@ -16,7 +16,6 @@ import functools
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -309,13 +308,15 @@ class _Store:
 
 
 class ShardWriter:
-    """Sharded safetensors written as tensors arrive, with the index from_pretrained reads."""
+    """Sharded safetensors written as tensors arrive, with the index from_pretrained reads,
+    into a fresh temporary folder beside `target` (lib/writes.py): the caller publishes it to
+    `target` when complete, or reads from it and removes it (it made it)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.mkdir(parents=True)
+    def __init__(self, target: str | Path):
+        from lib.writes import temporary_folder
+
+        self.target = Path(target)
+        self.folder = temporary_folder(self.target)
         self.pending: dict[str, torch.Tensor] = {}
         self.pending_bytes = 0
         self.files: list[list[str]] = []

@@ -7,10 +7,12 @@ import logging
 import os
 import shutil
 import time
+from pathlib import Path
 
 import torch
 
-from lib import data, layer_sparsity, machine, matrices, models, offload, results, zeroshot
+from lib import (data, layer_sparsity, machine, matrices, models, offload, results, writes,
+                 zeroshot)
 from lib.errors import UserError
 from lib.eval import perplexity
 from lib.plan import Plan, new_record
@@ -28,16 +30,20 @@ def save_stats(stats: dict[str, torch.Tensor], path: str) -> None:
 
 
 def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
-                streamed: offload.OffloadedModel | None = None) -> None:
+                streamed: offload.OffloadedModel | None = None,
+                made: list[Path] | None = None) -> None:
     """Prune; record time (OWL's dense pass if asked, then capture, statistics, scores, masks
     and both passes of every block; not loading or sampling the data, but loading the blocks
-    with --offload), peak memory and sparsity; save stats and model."""
+    with --offload), peak memory and sparsity; save stats and model. Folders this run makes
+    and must remove are appended to `made`."""
     args, device = plan.args, torch.device(plan.device)
     stats = {} if args.save_stats else None
     writer = None
     if streamed is not None and (args.save_model or plan.prunes):
         # the pruned blocks go to disk as they are released; evaluation reads them back
         writer = offload.ShardWriter(args.save_model or offload_scratch(plan))
+        if not args.save_model and made is not None:
+            made.append(writer.folder)
     store = streamed.store(writer) if streamed else None
     machine.reset_peak_memory(device)
     start = time.perf_counter()
@@ -68,20 +74,28 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
+    manifest = None
     if writer is not None:
         if args.save_model:
             streamed.save_resident(writer, tokenizer)
-            log.info("saved pruned model to %s", args.save_model)
+            manifest = writes.publish(writer.folder, args.save_model, results.config_of(record))
         else:
             writer.finish()
-        streamed.read_blocks_from(writer.folder)
+        streamed.read_blocks_from(args.save_model or writer.folder)
     elif args.save_model:
-        models.save_model(model, tokenizer, args.save_model)
+        manifest = models.save_model(model, tokenizer, args.save_model,
+                                     results.config_of(record))
+    if manifest is not None:
+        # only now does the results file name a saved model: the one on disk
+        record["saved_model"] = {"path": args.save_model, "files": len(manifest["files"]),
+                                 "weights_sha256": manifest["weights_sha256"]}
+        results.write_results(plan.save, plan.method_name, record)
         log.info("saved pruned model to %s", args.save_model)
 
 
 def offload_scratch(plan: Plan) -> str:
-    """Where --offload keeps the pruned blocks without --save_model (removed after the run)."""
+    """Beside what --offload keeps the pruned blocks without --save_model (in a temporary
+    folder of the run's own, removed after the run)."""
     return os.path.join(plan.save, "offload_pruned_blocks")
 
 
@@ -153,12 +167,13 @@ def run(plan: Plan) -> int:
         model = models.load_model(plan.source, dtype, device, args.cache_dir)
     record["versions"] = results.versions()
     record["machine"] = machine.machine_record(device)
+    made: list[Path] = []
     try:
-        prune_phase(plan, model, tokenizer, samples, record, streamed)
+        prune_phase(plan, model, tokenizer, samples, record, streamed, made)
         evaluate_phase(plan, model, test_ids, record, streamed)
     finally:
-        if streamed is not None:
-            shutil.rmtree(offload_scratch(plan), ignore_errors=True)
+        for folder in made:  # this run's own scratch folders, nothing else
+            shutil.rmtree(folder, ignore_errors=True)
     if plan.zero_shot is not None:
         zero_shot_phase(plan, model, tokenizer, record)
     return 0

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lib import data, hub, layer_sparsity, results, sources
+from lib import data, hub, layer_sparsity, results, sources, writes
 from lib.errors import UserError
 from lib.methods import DENSE, METHODS, Method, all_options
 from lib.options import Settings
@@ -221,5 +221,30 @@ def plan_run(args: argparse.Namespace) -> Plan:
     if args.skip_if_done and results.finished(plan.save, method_name, config, needs):
         plan.already_done = True
         return plan
-    results.check_save_dir(plan.save, method_name, config, args.overwrite)
+    _claim_outputs(plan, config, needs)
     return plan
+
+
+def _input_folders(source: sources.ModelSource) -> list[str]:
+    """Folders holding the input model's files, which --save_model must never replace."""
+    folders = [source.path] if source.kind in ("dir", "gguf") else []
+    return folders + ([source.converted] if source.converted else [])
+
+
+def _claim_outputs(plan: Plan, config: dict, needs: tuple[str, ...]) -> None:
+    """Check that the outputs can be written and are ours to replace, then lock them for the
+    run's life (lib/writes.py); the configuration check runs under the lock, so a run started
+    beside this one cannot slip in between."""
+    args = plan.args
+    writes.check_writable(plan.save, "--save")
+    if args.save_model:
+        for folder in _input_folders(plan.source):
+            writes.check_model_target(args.save_model, folder, args.overwrite)
+        writes.check_model_target(args.save_model, None, args.overwrite)
+    writes.lock_results_dir(plan.save)
+    if args.save_model:
+        writes.lock_model_dir(args.save_model)
+    if args.skip_if_done and results.finished(plan.save, plan.method_name, config, needs):
+        plan.already_done = True
+        return
+    results.check_save_dir(plan.save, plan.method_name, config, args.overwrite)

@@ -85,8 +85,8 @@ class BlockStore(Protocol):
 @dataclass
 class BlockVisit:
     """One block in the walk: its index, pruned matrices ((out, in) views, by name in the
-    block), the statistics gathered on their inputs (None when none was asked for) and the
-    tokens routed to each expert (empty without experts)."""
+    block) and the statistics gathered on their inputs (both empty when no statistic was asked
+    for), and the tokens routed to each expert (empty without experts)."""
 
     index: int
     block: nn.Module
@@ -124,13 +124,13 @@ class BlockWalk:
             if inps.device != device:
                 inps, outs = inps.to(device), outs.to(device)
             kwargs = captured.kwargs_for(index, device)
-            parts = block_parts(block, index)
-            stats, tokens = None, []
             if self.factory is not None:
+                parts = block_parts(block, index)
                 stats, tokens = self._gather(parts, block, inps, kwargs, outs)
-            else:
+                yield BlockVisit(index, block, parts.matrices(), stats, tokens)
+            else:  # a plain pass (offloaded evaluation): no matrix is looked at
                 run_block(block, inps, kwargs, outs)
-            yield BlockVisit(index, block, parts.matrices(), stats, tokens)
+                yield BlockVisit(index, block, {}, None)
             if self.replay:
                 run_block(block, inps, kwargs, outs)
             if self.store is not None:

@@ -3,7 +3,6 @@ so that --skip_if_done decides without it (hardware provenance and memory: lib/m
 from __future__ import annotations
 
 import json
-import os
 import platform
 import subprocess
 from importlib import metadata
@@ -61,10 +60,9 @@ def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> Non
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from lib.writes import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def write_results(save: str, method: str, record: dict) -> Path:

@@ -327,3 +327,22 @@ def test_moe_calibration_all_feeds_every_token_and_is_recorded(tiny_mixtral_dir,
     assert routed["moe_calibration"] == "routed" and every["moe_calibration"] == "all"
     assert routed["actual_sparsity"] == every["actual_sparsity"] == 0.5
     assert routed["ppl_test"] != every["ppl_test"]  # other statistics, other masks
+
+
+def test_owl_and_saved_statistics_cover_the_experts(tiny_qwen3_moe_dir, tmp_path, data_dir):
+    stats_file = tmp_path / "stats.safetensors"
+    assert main.main(["--model", str(tiny_qwen3_moe_dir), "--data_dir", str(data_dir),
+                      "--save", str(tmp_path), *FAST, "--prune_method", "wanda_idf",
+                      "--sparsity_ratio", "0.6", "--layer_sparsity", "owl",
+                      "--owl_lambda", "0.05", "--save_stats", str(stats_file)]) == 0
+    res = load_results(tmp_path, "wanda_idf")
+    targets = res["sparsity_target_per_layer"]
+    assert math.isclose(sum(targets) / len(targets), 0.6) and len(set(targets)) == 2
+    # every matrix of a block, experts' included, pruned to the block's own target, up to the
+    # rounding of int(ratio * inputs) per row (down_proj's 32 inputs: 1/32 at most)
+    for actual, target in zip(res["sparsity_per_layer"], targets):
+        assert target - 1 / 32 < actual <= target
+    stats = load_file(stats_file)
+    for e in range(4):
+        for param in ("gate_up_proj", "down_proj"):
+            assert f"model.layers.1.mlp.experts.{param}.{e}.idf" in stats

@@ -1,0 +1,136 @@
+"""What a run writes: it never replaces what it did not write, two runs never write one folder,
+and files and model folders appear whole or not at all (lib/writes.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import main
+from lib import writes
+from test_cli import FAST, error_line, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(model_dir, save, data_dir, *extra) -> int:
+    return main.main(["--model", str(model_dir), "--data_dir", str(data_dir), "--save",
+                      str(save), *FAST, "--prune_method", "magnitude", "--sparsity_ratio", "0.5",
+                      *extra])
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_save_model_refuses_a_folder_it_did_not_write(tiny_llama_dir, tmp_path, data_dir,
+                                                       capsys):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("a user's file")
+    assert run(tiny_llama_dir, tmp_path / "out", data_dir, "--save_model", str(target)) == 2
+    assert "did not write" in error_line(capsys)
+    assert files_of(target) == {"notes.txt": b"a user's file"}
+
+
+@pytest.mark.parametrize("inside", [False, True])
+def test_save_model_into_the_input_model_is_refused(inside, tiny_llama_dir, tmp_path, data_dir,
+                                                     capsys):
+    before = files_of(tiny_llama_dir)
+    target = tiny_llama_dir / "pruned" if inside else tiny_llama_dir
+    assert run(tiny_llama_dir, tmp_path / "out", data_dir, "--save_model", str(target),
+               "--overwrite") == 2
+    assert "input model's folder" in error_line(capsys)
+    assert files_of(tiny_llama_dir) == before
+
+
+@pytest.mark.parametrize("offload", [False, True])
+def test_a_previous_save_is_replaced_whole_and_named_in_the_results(offload, tiny_llama_dir,
+                                                                     tmp_path, data_dir):
+    target = tmp_path / "pruned"
+    flags = ["--save_model", str(target)] + (["--offload"] if offload else [])
+    for seed in ("0", "1"):
+        assert run(tiny_llama_dir, tmp_path / seed, data_dir, "--seed", seed, *flags) == 0
+        saved = load_results(tmp_path / seed, "magnitude")["saved_model"]
+        marker = json.loads((target / writes.MARKER).read_text())
+        assert saved["weights_sha256"] == marker["weights_sha256"]
+        assert saved["weights_sha256"] == writes.folder_manifest(target)["weights_sha256"]
+        assert marker["seed"] == int(seed)
+    # nothing left beside it but the folder and its lock file
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pruned")) == [
+        ".pruned.lock"]
+
+
+def test_a_killed_runs_temporaries_are_removed_and_a_live_ones_kept(tiny_llama_dir, tmp_path,
+                                                                    data_dir):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".pruned.tmp-{dead}-abc123"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "model.safetensors").write_bytes(b"0" * 1000)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        kept = tmp_path / f".pruned.tmp-{live.pid}-xyz"
+        kept.mkdir()
+        assert run(tiny_llama_dir, tmp_path / "out", data_dir,
+                   "--save_model", str(tmp_path / "pruned")) == 0
+        assert not stale.exists() and kept.exists()
+    finally:
+        live.kill()
+
+
+def test_a_second_run_into_a_locked_folder_is_refused(tiny_llama_dir, tmp_path, data_dir,
+                                                       capsys):
+    save = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+         "from lib import writes; writes.lock_results_dir(sys.argv[2]); print('locked', "
+         "flush=True); time.sleep(60)", str(ROOT), str(save)], stdout=subprocess.PIPE,
+        text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert run(tiny_llama_dir, save, data_dir) == 2
+        assert f"in use by another run (PID {holder.pid})" in error_line(capsys)
+        assert not (save / "results_magnitude.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(tiny_llama_dir, save, data_dir) == 0  # the lock died with its process
+
+
+WRITER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from lib import results
+for i in range(200):
+    results.write_json(sys.argv[2], "results_x.json", {"writer": sys.argv[3], "i": i,
+                                                       "pad": "x" * 5000})
+"""
+
+
+def test_two_processes_writing_one_results_file_never_leave_it_broken(tmp_path):
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(ROOT), str(tmp_path), str(w)],
+                              stderr=subprocess.PIPE, text=True) for w in range(2)]
+    path = tmp_path / "results_x.json"
+    reads = 0
+    while any(p.poll() is None for p in procs):
+        if path.exists():
+            json.loads(path.read_text())  # never a partial file
+            reads += 1
+        time.sleep(0.001)
+    for p in procs:
+        assert p.wait() == 0, p.stderr.read()
+    assert reads > 0 and json.loads(path.read_text())["i"] == 199
+    assert [p.name for p in tmp_path.iterdir()] == ["results_x.json"]  # no temporaries
+
+
+def test_an_output_under_a_file_is_refused_at_planning(tiny_llama_dir, tmp_path, data_dir,
+                                                        capsys):
+    (tmp_path / "a_file").write_text("")
+    assert run(tiny_llama_dir, tmp_path / "a_file" / "out", data_dir) == 2
+    assert "not a writable folder" in error_line(capsys)
