@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,10 +69,34 @@ def _hub(what: str, loader):
                         f"({type(exc).__name__}); {NO_DATA_HINT}") from exc
 
 
+def _c4_offline(path: Path) -> list[str]:
+    """The documents of a C4 JSON-lines gzip; a damaged file ends in one line naming it."""
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            documents = []
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                        raise UserError(f"{path}: line {number} has no \"text\" string; "
+                                        "restore the file (see ../shared/data's README)")
+                    documents.append(row["text"])
+    except (EOFError, OSError, zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        kind = {EOFError: "is truncated", gzip.BadGzipFile: "is not gzip",
+                zlib.error: "is damaged",
+                UnicodeDecodeError: "is not UTF-8 text",
+                json.JSONDecodeError: "has a line that is not JSON"}.get(type(exc), "is unreadable")
+        raise UserError(f"{path} {kind} ({type(exc).__name__}); restore the file (see "
+                        "../shared/data's README)") from exc
+    if not documents:
+        raise UserError(f"{path} holds no documents; restore the file (see ../shared/data's "
+                        "README)")
+    return documents
+
+
 def c4_documents(data_dir: str | None) -> list[str]:
     if data_dir is not None:
-        with gzip.open(c4_offline_file(data_dir), "rt", encoding="utf-8") as f:
-            return [json.loads(line)["text"] for line in f if line.strip()]
+        return _c4_offline(c4_offline_file(data_dir))
     from datasets import load_dataset
 
     rows = _hub("C4", lambda: load_dataset("allenai/c4", data_files={"train": C4_SHARD},
@@ -90,8 +115,15 @@ def wikitext_rows(raw_text: str) -> list[str]:
 
 def wikitext_split(split: str, data_dir: str | None) -> list[str]:
     if data_dir is not None:
-        relative = WIKITEXT_TEST if split == "test" else WIKITEXT_TRAIN
-        return wikitext_rows(required_file(data_dir, relative).read_text(encoding="utf-8"))
+        path = required_file(data_dir, WIKITEXT_TEST if split == "test" else WIKITEXT_TRAIN)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path} is not UTF-8 text; restore the file (see ../shared/data's "
+                            "README)") from exc
+        if not text.strip():
+            raise UserError(f"{path} is empty; restore the file (see ../shared/data's README)")
+        return wikitext_rows(text)
     from datasets import load_dataset
 
     rows = _hub(f"WikiText-2 {split}", lambda: load_dataset(
@@ -179,7 +211,11 @@ def cached_token_ids(tokenizer, text: str) -> torch.Tensor:
     key = hashlib.sha256(fingerprint + b"\0" + text.encode("utf-8")).hexdigest()[:32]
     path = CACHE_ROOT / "tokens" / f"{key}.npy"
     if path.is_file():
-        return torch.from_numpy(np.load(path).astype(np.int64)).unsqueeze(0)
+        try:
+            return torch.from_numpy(np.load(path).astype(np.int64)).unsqueeze(0)
+        except (OSError, ValueError, EOFError) as err:  # a damaged entry is made again
+            log.warning("token cache entry %s is damaged (%s); tokenizing again", path, err)
+            path.unlink(missing_ok=True)
     ids = tokenizer(text, return_tensors="pt").input_ids
     try:  # written under a unique name, then renamed: parallel runs never read half a file
         path.parent.mkdir(parents=True, exist_ok=True)

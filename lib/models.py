@@ -78,6 +78,7 @@ def _from_pretrained(source: ModelSource, path: str, dtype: torch.dtype, kwargs:
     try:
         return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
     except Exception as exc:  # noqa: BLE001
+        _refuse_damaged_gguf(source, exc)
         raise UserError(f"could not load the weights of {source.spec} "
                         f"({type(exc).__name__}: {exc}); check the path or network") from exc
 
@@ -151,8 +152,23 @@ def load_tokenizer(source: ModelSource, cache_dir: str | None):
     try:
         return AutoTokenizer.from_pretrained(path, **kwargs)
     except Exception as exc:  # noqa: BLE001
+        _refuse_damaged_gguf(source, exc)
         raise UserError(f"could not load the tokenizer of {source.spec} "
                         f"({type(exc).__name__}); check the path or network") from exc
+
+
+def _refuse_damaged_gguf(source: ModelSource, exc: Exception) -> None:
+    """After a failed load of a GGUF source: say so in one line when the file is shorter than
+    its own tensor table says (a cut download or copy), rather than blaming the network."""
+    if source.kind != "gguf" or source.is_converted:
+        return
+    from lib.sources import gguf_missing_bytes
+
+    path = Path(source.path) / source.gguf_file
+    missing = gguf_missing_bytes(path)
+    if missing:
+        raise UserError(f"{path} is truncated: {missing} bytes of its tensor data are missing; "
+                        "download or copy it again") from exc
 
 
 def clear_quantized_flag(model: nn.Module) -> None:

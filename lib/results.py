@@ -30,12 +30,21 @@ def config_of(record: dict) -> dict:
     return {k: record.get(k, CONFIG_DEFAULTS.get(k)) for k in CONFIG_KEYS}
 
 
+class DamagedRecord(dict):
+    """A results file that exists but is not a JSON object: matches no configuration."""
+
+
 def _read_record(save: str, method: str) -> dict | None:
-    """The results record already in `save`, or None when there is none (or it is unreadable)."""
+    """The results record already in `save`, None when there is none, or a DamagedRecord when
+    the file is not a JSON object (truncated, edited, another tool's)."""
+    path = results_path(save, method)
     try:
-        return json.loads(results_path(save, method).read_text())
-    except (OSError, json.JSONDecodeError):
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return DamagedRecord()
+    return record if isinstance(record, dict) else DamagedRecord()
 
 
 def finished(save: str, method: str, config: dict, needs: tuple[str, ...] = ()) -> bool:
@@ -51,6 +60,9 @@ def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> Non
     old = None if overwrite else _read_record(save, method)
     if old is None:
         return
+    if isinstance(old, DamagedRecord):
+        raise UserError(f"{results_path(save, method)} is not a results record (not a JSON "
+                        "object); remove it or pass --overwrite")
     old = config_of(old)
     changed = [k for k in CONFIG_KEYS if old.get(k) != config.get(k)]
     if changed:

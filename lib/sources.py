@@ -181,3 +181,39 @@ def _skip_value(f: BinaryIO, kind: int) -> None:
                 _skip_value(f, item)
     else:
         raise UserError(f"unknown GGUF value type {kind}; the file may be damaged")
+
+
+def gguf_missing_bytes(path: Path) -> int:
+    """How many bytes a GGUF file lacks: the end of its last tensor, by its own header (key-value
+    section skipped, tensor table read), past the file's size. 0 when whole, or when the header
+    itself cannot be read (then the caller's own error stands)."""
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF":
+                return 0
+            _version, tensors, count = struct.unpack("<IQQ", f.read(20))
+            alignment = 32
+            for _ in range(count):
+                key = _read_string(f)
+                kind = struct.unpack("<I", f.read(4))[0]
+                if key == "general.alignment":
+                    alignment = _read_value(f, kind)
+                else:
+                    _skip_value(f, kind)
+            end = 0
+            for _ in range(tensors):
+                _read_string(f)
+                (dims,) = struct.unpack("<I", f.read(4))
+                shape = struct.unpack(f"<{dims}Q", f.read(8 * dims))
+                kind, offset = struct.unpack("<IQ", f.read(12))
+                block, size = GGML_QUANT_SIZES[GGMLQuantizationType(kind)]
+                elements = 1
+                for n in shape:
+                    elements *= n
+                end = max(end, offset + elements // block * size)
+            start = -(-f.tell() // alignment) * alignment
+    except (OSError, struct.error, ValueError, KeyError, UserError):
+        return 0
+    return max(0, start + end - path.stat().st_size)

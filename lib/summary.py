@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
@@ -24,7 +25,11 @@ def load_results(roots: list[str | Path]) -> list[dict]:
         for path in sorted(Path(root).rglob("*results_*.json")):
             try:
                 record = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                record = None
+            if not isinstance(record, dict):  # named, never silently dropped
+                print(f"warning: left out {path}: not a readable results record",
+                      file=sys.stderr)
                 continue
             record["path"] = str(path)
             rows.append(record)

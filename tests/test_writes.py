@@ -134,3 +134,79 @@ def test_an_output_under_a_file_is_refused_at_planning(tiny_llama_dir, tmp_path,
     (tmp_path / "a_file").write_text("")
     assert run(tiny_llama_dir, tmp_path / "a_file" / "out", data_dir) == 2
     assert "not a writable folder" in error_line(capsys)
+
+
+def test_a_results_file_that_is_not_a_record_ends_in_one_line(tiny_llama_dir, tmp_path,
+                                                               data_dir, capsys):
+    from lib import summary
+
+    save = tmp_path / "out"
+    save.mkdir()
+    (save / "results_magnitude.json").write_text("[]")
+    assert run(tiny_llama_dir, save, data_dir, "--skip_if_done") == 2
+    assert "not a results record" in error_line(capsys)
+    assert summary.load_results([save]) == []
+    assert "left out" in capsys.readouterr().err
+    assert run(tiny_llama_dir, save, data_dir, "--overwrite") == 0
+
+
+def damaged_c4(folder: Path, kind: str) -> None:
+    import gzip
+
+    path = folder / "c4" / "en" / "c4-train.00000-of-01024.first1000.json.gz"
+    path.parent.mkdir(parents=True)
+    good = gzip.compress(b'{"text": "a document"}\n' * 50)
+    payload = {"truncated": good[:len(good) // 2], "not gzip": b"plain text",
+               "empty": gzip.compress(b""), "no text": gzip.compress(b'{"url": "x"}\n'),
+               "not utf-8": gzip.compress(b'{"text": "\xff\xfe"}\n')}[kind]
+    path.write_bytes(payload)
+
+
+@pytest.mark.parametrize("kind,needle", [
+    ("truncated", "is truncated"), ("not gzip", "is not gzip"), ("empty", "holds no documents"),
+    ("no text", 'has no "text"'), ("not utf-8", "is not UTF-8")])
+def test_a_damaged_c4_file_ends_in_one_line(kind, needle, tiny_llama_dir, tmp_path, data_dir,
+                                           capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir / "wikitext-2-raw", data / "wikitext-2-raw")
+    damaged_c4(data, kind)
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data), "--save",
+                      str(tmp_path / "out"), *FAST, "--prune_method", "wanda",
+                      "--sparsity_ratio", "0.5"]) == 2
+    assert needle in error_line(capsys)
+
+
+def test_a_wikitext_file_that_is_not_utf8_ends_in_one_line(tiny_llama_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "wikitext-2-raw").mkdir(parents=True)
+    (data / "wikitext-2-raw" / "wiki.test.raw").write_bytes(b"\xff\xfe text")
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data), "--save",
+                      str(tmp_path / "out"), *FAST]) == 2
+    assert "is not UTF-8" in error_line(capsys)
+
+
+def test_a_damaged_token_cache_entry_is_made_again(tokenizer, tmp_path, monkeypatch):
+    from lib import data, embedded
+
+    monkeypatch.setattr(embedded, "CACHE_ROOT", tmp_path)
+    first = data.cached_token_ids(tokenizer, "some text to tokenize " * 20)
+    (entry,) = (tmp_path / "tokens").glob("*.npy")
+    entry.write_bytes(entry.read_bytes()[:40])  # truncated
+    again = data.cached_token_ids(tokenizer, "some text to tokenize " * 20)
+    assert again.tolist() == first.tolist()
+    assert data.cached_token_ids(tokenizer, "some text to tokenize " * 20).tolist() == first.tolist()
+
+
+@pytest.mark.slow
+def test_a_truncated_gguf_says_it_is_truncated(tmp_path, data_dir, capsys):
+    from lib import sources
+
+    whole = sources.resolve_model("smollm2-135m")
+    data = (Path(whole.path) / whole.gguf_file).read_bytes()
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(data[:len(data) // 2])
+    assert main.main(["--model", str(cut), "--data_dir", str(data_dir), "--save",
+                      str(tmp_path / "out"), *FAST]) == 2
+    assert f"is truncated: {len(data) - len(data) // 2} bytes" in error_line(capsys)
