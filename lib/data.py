@@ -61,6 +61,27 @@ def check_data_files(data_dir: str | None, calib_dataset: str | None, evaluate: 
         required_file(data_dir, WIKITEXT_TEST)
 
 
+def data_files(data_dir: str | None, calib_dataset: str | None) -> dict | None:
+    """Size and SHA-256 of each offline file a run reads (None from the Hub): recorded, and
+    compared by --skip_if_done, so a run on a damaged or replaced file is not taken as done."""
+    if data_dir is None:
+        return None
+    paths = {"wikitext_test": required_file(data_dir, WIKITEXT_TEST)}
+    if calib_dataset == "c4":
+        paths["c4"] = c4_offline_file(data_dir)
+    elif calib_dataset == "wikitext2":
+        paths["wikitext_train"] = required_file(data_dir, WIKITEXT_TRAIN)
+    found = {}
+    for key, path in paths.items():
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        found[key] = {"file": path.name, "bytes": path.stat().st_size,
+                      "sha256": digest.hexdigest()}
+    return found
+
+
 def _hub(what: str, loader):
     try:
         return loader()

@@ -70,7 +70,11 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     record.update(actual_sparsity=actual, sparsity_per_layer=per_block, **layers.record(),
                   **matrices.model_record(models.decoder_layers(model)),
                   **matrices.routed_record(routed), status="pruned")
-    results.write_results(plan.save, plan.method_name, record)
+    # a finished record of this same configuration stays until this run's own result replaces
+    # it (unless a model is saved: the record must then name the model on disk)
+    if args.save_model or not results.finished(plan.save, plan.method_name,
+                                               results.config_of(record)):
+        results.write_results(plan.save, plan.method_name, record)
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
@@ -112,8 +116,8 @@ def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
                   eval_tokens=result.predicted_tokens,
                   eval_seconds=round(time.perf_counter() - start, 3), status="done")
     print(f"wikitext perplexity {result.ppl}", flush=True)
+    path = results.write_results(plan.save, plan.method_name, record)  # the log never leads it
     results.write_wanda_log(plan.save, plan.method_name, record["actual_sparsity"], result.ppl)
-    path = results.write_results(plan.save, plan.method_name, record)
     log.info("results written to %s", path)
 
 

@@ -195,7 +195,12 @@ def new_record(plan: Plan) -> dict:
         "moe_calibration": args.moe_calibration,
         "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
+        "data_files": data.data_files(args.data_dir, _calibration(plan)),
     }
+
+
+def _calibration(plan: Plan) -> str | None:
+    return plan.args.calib_dataset if plan.needs_calibration else None
 
 
 def plan_run(args: argparse.Namespace) -> Plan:
@@ -209,8 +214,7 @@ def plan_run(args: argparse.Namespace) -> Plan:
     device = resolve_device(args.device)
     plan = Plan(args, sources.resolve_model(args.model), method_name, method, sparsity, settings,
                 layers, 0, device, resolve_dtype(args.dtype, device), "")
-    data.check_data_files(args.data_dir, args.calib_dataset if plan.needs_calibration else None,
-                          evaluate=True)
+    data.check_data_files(args.data_dir, _calibration(plan), evaluate=True)
     if args.data_dir is None or (args.eval_zero_shot and args.tasks_include_path is None):
         hub.reachable()  # decides offline mode before any Hub client starts retrying
     plan.seqlen = _seqlen(args, plan.source)
@@ -218,7 +222,8 @@ def plan_run(args: argparse.Namespace) -> Plan:
     plan.save = args.save or default_save_dir(plan.source, sparsity, record, method)
     config = results.config_of(record)
     needs = ("zero_shot",) if args.eval_zero_shot else ()
-    if args.skip_if_done and results.finished(plan.save, method_name, config, needs):
+    if args.skip_if_done and results.finished(plan.save, method_name, config, needs,
+                                              record["data_files"]):
         plan.already_done = True
         return plan
     _claim_outputs(plan, config, needs)
@@ -244,7 +249,8 @@ def _claim_outputs(plan: Plan, config: dict, needs: tuple[str, ...]) -> None:
     writes.lock_results_dir(plan.save)
     if args.save_model:
         writes.lock_model_dir(args.save_model)
-    if args.skip_if_done and results.finished(plan.save, plan.method_name, config, needs):
+    if args.skip_if_done and results.finished(plan.save, plan.method_name, config, needs,
+                                              data.data_files(args.data_dir, _calibration(plan))):
         plan.already_done = True
         return
     results.check_save_dir(plan.save, plan.method_name, config, args.overwrite)

@@ -47,12 +47,16 @@ def _read_record(save: str, method: str) -> dict | None:
     return record if isinstance(record, dict) else DamagedRecord()
 
 
-def finished(save: str, method: str, config: dict, needs: tuple[str, ...] = ()) -> bool:
+def finished(save: str, method: str, config: dict, needs: tuple[str, ...] = (),
+             data_files: dict | None = None) -> bool:
     """True when `save` already holds a completed run of exactly this configuration (and the
-    keys in `needs`, e.g. zero-shot results)."""
+    keys in `needs`, e.g. zero-shot results) on the same data files (size and SHA-256 of what
+    it read; records written before fingerprints were kept are taken as they are)."""
     old = _read_record(save, method)
+    same_data = (data_files is None or old is None or "data_files" not in old
+                 or old["data_files"] == data_files)
     return (old is not None and old.get("status") == "done" and config_of(old) == config
-            and all(key in old for key in needs))
+            and all(key in old for key in needs) and same_data)
 
 
 def check_save_dir(save: str, method: str, config: dict, overwrite: bool) -> None:

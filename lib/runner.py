@@ -63,8 +63,11 @@ def run_logged(cmd: list[str], log_path: Path, cwd: Path, env: dict | None = Non
     whether main.py skipped the run as already finished."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     skipped, tail = False, b""
-    with open(log_path, "ab") as log, subprocess.Popen(
-            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    # unbuffered: a run's last lines reach its log even when it is killed
+    env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
+    with open(log_path, "ab", buffering=0) as log, subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent) as proc:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
             if echo:
                 sys.stdout.buffer.write(chunk)
@@ -73,6 +76,18 @@ def run_logged(cmd: list[str], log_path: Path, cwd: Path, env: dict | None = Non
             skipped = skipped or b"skip: " in tail + chunk  # the marker may span two chunks
             tail = chunk[-8:]
     return Outcome(proc.returncode, skipped)
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: ask Linux to end it when the sweep driver dies, however the
+    driver ends (a SIGKILL included), so that no run goes on writing unsupervised."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux/glibc: children may outlive the driver
+        pass
 
 
 def run_sequential(jobs: list[Job], cwd: Path, report) -> None:

@@ -210,3 +210,73 @@ def test_a_truncated_gguf_says_it_is_truncated(tmp_path, data_dir, capsys):
     assert main.main(["--model", str(cut), "--data_dir", str(data_dir), "--save",
                       str(tmp_path / "out"), *FAST]) == 2
     assert f"is truncated: {len(data) - len(data) // 2} bytes" in error_line(capsys)
+
+
+def test_a_killed_sweep_driver_takes_its_run_with_it(tmp_path):
+    """The driver (lib.runner.run_logged in a process of its own) starts a long child and is
+    killed with SIGKILL: the child ends too, and what it printed is in its log."""
+    import os
+    import signal
+
+    child = "import os, time; print('child', os.getpid()); time.sleep(120)"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+         "from pathlib import Path; from lib.runner import run_logged; "
+         "run_logged([sys.executable, '-c', sys.argv[2]], Path(sys.argv[3]), Path('.'))",
+         str(ROOT), child, str(tmp_path / "run.log")], stdout=subprocess.PIPE, text=True)
+    line = driver.stdout.readline()
+    pid = int(line.split()[1])
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the run outlived its killed driver")
+    assert (tmp_path / "run.log").read_text().startswith(f"child {pid}")
+
+
+def test_skip_if_done_reruns_when_a_data_file_changed(tiny_llama_dir, tmp_path, data_dir):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(data_dir / "wikitext-2-raw", data / "wikitext-2-raw")
+    shutil.copytree(data_dir / "c4", data / "c4")
+    argv = ["--model", str(tiny_llama_dir), "--data_dir", str(data), "--save",
+            str(tmp_path / "out"), *FAST, "--prune_method", "wanda", "--sparsity_ratio", "0.5",
+            "--skip_if_done"]
+    assert main.main(argv) == 0
+    first = load_results(tmp_path / "out", "wanda")
+    assert first["data_files"]["c4"]["bytes"] == (data / "c4" / "en").iterdir().__next__(
+        ).stat().st_size
+    assert main.main(argv) == 0  # skipped: same data
+    assert load_results(tmp_path / "out", "wanda")["prune_seconds"] == first["prune_seconds"]
+    test = data / "wikitext-2-raw" / "wiki.test.raw"
+    test.write_text(test.read_text()[:len(test.read_text()) // 2])
+    assert main.main(argv) == 0  # run again: the evaluation text is another
+    again = load_results(tmp_path / "out", "wanda")
+    assert again["data_files"]["wikitext_test"] != first["data_files"]["wikitext_test"]
+    assert again["data_files"]["c4"] == first["data_files"]["c4"]
+
+
+def test_a_rerun_keeps_the_finished_record_until_its_own_result(tiny_llama_dir, tmp_path,
+                                                               data_dir, monkeypatch):
+    from lib import pipeline
+
+    save = tmp_path / "out"
+    assert run(tiny_llama_dir, save, data_dir) == 0
+    done = load_results(save, "magnitude")
+    log = (save / "log_magnitude.txt").read_text()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("killed during evaluation")
+
+    monkeypatch.setattr(pipeline, "perplexity", broken)
+    with pytest.raises(RuntimeError):
+        run(tiny_llama_dir, save, data_dir)
+    assert load_results(save, "magnitude") == done
+    assert (save / "log_magnitude.txt").read_text() == log
