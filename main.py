@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    finally:
+        from lib.writes import release_locks
+
+        release_locks()  # a process ends with its locks anyway; a caller in-process goes on
 
 
 if __name__ == "__main__":

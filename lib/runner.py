@@ -14,6 +14,7 @@ import queue
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -135,9 +136,11 @@ def run_ray(jobs: list[Job], cwd: Path, report, workers: int, address: str | Non
     gpus = visible_gpus()
     # workers import lib.runner (run_logged) from the repository
     runtime_env = {"env_vars": {"PYTHONPATH": str(cwd)}}
+    # a local instance keeps its session files in a folder of ours, removed afterwards
+    scratch = None if address else tempfile.mkdtemp(prefix="ray-")
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
              ignore_reinit_error=True, runtime_env=runtime_env,
-             **({} if address else {"num_cpus": os.cpu_count()}))
+             **({} if address else {"num_cpus": os.cpu_count(), "_temp_dir": scratch}))
     try:
         threads = thread_env(workers)
         cpus = max(1, int(threads["OMP_NUM_THREADS"]))
@@ -168,3 +171,5 @@ def run_ray(jobs: list[Job], cwd: Path, report, workers: int, address: str | Non
                 report(job, Outcome(-1, False))
     finally:
         ray.shutdown()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)

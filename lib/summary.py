@@ -12,14 +12,15 @@ from pathlib import Path
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
           "vs_baseline_pct", "prune_seconds", "seeds", "ppl_sd", "diff_mean", "diff_ci_low",
           "diff_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "lower_on", "verdict",
-          "nsamples", "seqlen", "eval_windows_used")
+          "nsamples", "seqlen", "eval_windows_used", "setting")
 PAIRED = ("diff_mean", "diff_ci_low", "diff_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high",
           "lower_on", "verdict")
 
 
-def load_results(roots: list[str | Path]) -> list[dict]:
+def load_results(roots: list[str | Path], left_out: list[Path] | None = None) -> list[dict]:
     """Every results_*.json under the roots, with its path (runs still going or not evaluated
-    have no ppl_test and count for nothing but their presence)."""
+    have no ppl_test and count for nothing but their presence). Files that are not readable
+    records are named on stderr and appended to `left_out`."""
     rows = []
     for root in roots:
         for path in sorted(Path(root).rglob("*results_*.json")):
@@ -30,20 +31,54 @@ def load_results(roots: list[str | Path]) -> list[dict]:
             if not isinstance(record, dict):  # named, never silently dropped
                 print(f"warning: left out {path}: not a readable results record",
                       file=sys.stderr)
+                if left_out is not None:
+                    left_out.append(path)
                 continue
             record["path"] = str(path)
             rows.append(record)
     return rows
 
 
+# what, besides the seed and the entry, changes a run's numbers: runs that differ in any of
+# these are never pooled or paired; a tree holding several settings gives one table each
+SETTING_KEYS = ("model", "calib_dataset", "nsamples", "seqlen", "eval_windows", "dtype",
+                "ppl_formula", "use_variant")
+# what makes two runs of one label different entries
+ENTRY_KEYS = ("method_options", "layer_sparsity", "moe_calibration")
+
+
+def setting_of(row: dict) -> str:
+    """The table a run belongs to, as a readable line."""
+    evals = row.get("eval_windows") or "all"
+    text = (f"{row.get('model')}, {row.get('calib_dataset')} {row.get('nsamples')} x "
+            f"{row.get('seqlen')}, eval {evals} windows, {row.get('dtype')}")
+    if row.get("ppl_formula") not in (None, "exact"):
+        text += f", ppl {row['ppl_formula']}"
+    return text + (", variant" if row.get("use_variant") else "")
+
+
 def _group_key(row: dict) -> tuple:
-    return (0 if row.get("sparsity_type") == "unstructured" else 1,
+    return (tuple(json.dumps(row.get(k), sort_keys=True) for k in SETTING_KEYS),
+            0 if row.get("sparsity_type") == "unstructured" else 1,
             str(row.get("sparsity_type")), float(row.get("sparsity_ratio") or 0))
 
 
 def label_of(row: dict) -> str:
     """A sweep entry's name (method plus options) when the run has one, else the method."""
     return str(row.get("run_name") or row.get("method"))
+
+
+def _entry_of(row: dict) -> tuple:
+    return (label_of(row),) + tuple(json.dumps(row.get(k), sort_keys=True) for k in ENTRY_KEYS)
+
+
+def _labels(entries: list[tuple]) -> dict[tuple, str]:
+    """The label of each entry; entries sharing a label (runs without a run_name that differ in
+    options) get their options appended, so they are never pooled."""
+    shared = {e[0] for e in entries if sum(1 for f in entries if f[0] == e[0]) > 1}
+    return {e: e[0] if e[0] not in shared else
+            e[0] + " " + " ".join(f"{k}={v}" for k, v in zip(ENTRY_KEYS, e[1:]) if v != "null")
+            for e in entries}
 
 
 def mean_sd(values: list[float]) -> tuple[float, float | None]:
@@ -99,13 +134,14 @@ def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
     paired difference against the baseline on the same seeds (mean, 95% t interval, the ratio
     with its interval, seeds where the method was lower, verdict: better / worse only when the
     difference's interval excludes 0)."""
-    groups: dict[tuple, dict[str, dict[int, dict]]] = {}
+    groups: dict[tuple, dict[tuple, dict[int, dict]]] = {}
     for row in rows:
-        by_label = groups.setdefault(_group_key(row), {})
-        by_label.setdefault(label_of(row), {})[int(row.get("seed") or 0)] = row
+        by_entry = groups.setdefault(_group_key(row), {})
+        by_entry.setdefault(_entry_of(row), {})[int(row.get("seed") or 0)] = row
     table = []
     for key in sorted(groups):
-        members = groups[key]
+        names = _labels(list(groups[key]))
+        members = {names[entry]: runs for entry, runs in groups[key].items()}
         base = members.get(baseline)
         summaries = []
         for label, runs in members.items():
@@ -124,6 +160,9 @@ def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
                 "prune_seconds": sum(seconds) / len(seconds) if seconds else None,
                 "nsamples": first.get("nsamples"), "seqlen": first.get("seqlen"),
                 "eval_windows_used": first.get("eval_windows_used"),
+                "setting": setting_of(first), "threads": sorted(
+                    {(r.get("machine") or {}).get("torch_threads") for r in runs.values()}
+                    - {None}),
                 **{k: None for k in PAIRED},
                 **(_paired(runs, base) if label != baseline else {})})
         base_mean = next((r["ppl_test"] for r in summaries if r["method"] == baseline), None)
@@ -152,7 +191,30 @@ def to_markdown(table: list[dict], baseline: str = "wanda") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_text(table: list[dict], baseline: str = "wanda") -> str:
+def notes(table: list[dict], left_out: int = 0) -> list[str]:
+    """What a reader must know of a table: several settings (one table each), runs on different
+    thread counts (which move the numbers a little), files left out."""
+    lines = []
+    threads = sorted({t for row in table for t in row.get("threads") or []})
+    if len(threads) > 1:
+        lines.append(f"note: runs on {', '.join(map(str, threads))} threads are mixed (the thread "
+                     "count changes float sums, and so masks, a little)")
+    if left_out:
+        lines.append(f"note: {left_out} results file(s) left out as unreadable (named above)")
+    return lines
+
+
+def to_text(table: list[dict], baseline: str = "wanda", left_out: int = 0) -> str:
+    settings = list(dict.fromkeys(row["setting"] for row in table))
+    if len(settings) > 1:
+        parts = [f"== {setting} ==\n" + to_text([r for r in table if r["setting"] == setting],
+                                                 baseline) for setting in settings]
+        return "\n\n".join(parts + notes(table, left_out))
+    text = _to_text(table, baseline)
+    return "\n".join([text, *notes(table, left_out)])
+
+
+def _to_text(table: list[dict], baseline: str = "wanda") -> str:
     seeded = any((row.get("seeds") or 1) > 1 for row in table)
     header = (f"{'method':40s} {'type':>12s} {'ratio':>6s} {'actual_sparsity':>15s} "
               f"{'ppl_test':>12s} {'vs ' + baseline:>10s} {'prune_s':>9s}")
@@ -292,12 +354,14 @@ def write_summary(roots: list[str | Path], out_dir: str | Path, baseline: str = 
                   plot: bool = True) -> tuple[list[dict], str]:
     """Build the comparison from the results under `roots`; write summary.csv, summary.md
     (and ppl_vs_sparsity.png) into out_dir; return the table and its text rendering."""
-    rows = load_results(roots)
+    left_out: list[Path] = []
+    rows = load_results(roots, left_out)
     table = comparison(rows, baseline)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.csv").write_text(to_csv(table))
-    (out / "summary.md").write_text(to_markdown(table, baseline))
+    (out / "summary.md").write_text(to_markdown(table, baseline)
+                                    + "".join(f"\n{n}\n" for n in notes(table, len(left_out))))
     if plot and rows:
         plot_ppl_vs_sparsity(rows, out / "ppl_vs_sparsity.png")
-    return table, to_text(table, baseline)
+    return table, to_text(table, baseline, len(left_out))

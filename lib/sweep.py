@@ -9,7 +9,8 @@ An entry is a method, or a method with options, each its own row:
 (keys: the method's options and the layer-wise sparsity options; see main.py --help). Each run
 is its own process (a crash or out-of-memory in one leaves the others; --jobs N runs N at a
 time, --backend ray makes each a Ray task: lib/runner.py) and writes to
-<out_root>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/) with a run.log; it
+<out_root>/<model>/<budget>/<type>/<sparsity>/<entry>/ (with --seeds: .../<entry>/seed<k>/;
+<budget> names calibration, evaluation windows and dtype) with a run.log; it
 is skipped when that directory already holds its finished results for the same configuration
 (main.py --skip_if_done). The seed changes only the calibration windows.
 """
@@ -68,10 +69,26 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, extra
 
 
+def budget_dir(model: str, extra: list[str]) -> str:
+    """`<model>/<budget>`: everything besides the entry, pattern, level and seed that changes a
+    run's numbers (calibration set and size, evaluation windows, dtype, perplexity formula), so
+    that sweeps of other budgets into one --out_root never share a folder or a summary."""
+    from lib.cli import build_parser
+
+    flags = build_parser().parse_args(["--model", model, *extra])
+    parts = [f"{flags.calib_dataset}-{flags.nsamples}x{flags.seqlen or 'ctx'}",
+             f"eval{flags.eval_windows or 'all'}", flags.dtype]
+    if flags.ppl_formula != "exact":
+        parts.append(f"ppl-{flags.ppl_formula}")
+    if flags.moe_calibration != "routed":
+        parts.append(f"moe-{flags.moe_calibration}")
+    return f"{short_name(model)}/{'_'.join(parts)}"
+
+
 def planned_runs(args: argparse.Namespace,
                  root: Path) -> list[tuple[Entry, str, int, Path]]:
     """Seed by seed, every level and entry within a seed: a sweep cut short still leaves
-    complete seeds, i.e. paired comparisons."""
+    complete seeds, i.e. paired comparisons. `root` is the sweep's tree for one budget."""
     def group(level: str) -> Path:
         return root / args.type.replace(":", "-") / level
     if args.seed_list is None:
@@ -104,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = Path(args.out_root or f"out/{short_name(args.model)}_selectivity")
+    top = Path(args.out_root or f"out/{short_name(args.model)}_selectivity")
+    root = top / budget_dir(args.model, extra)
     group = root / args.type.replace(":", "-")
     if len(args.levels) == 1:
         group = group / args.levels[0]

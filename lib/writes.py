@@ -32,6 +32,15 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-\w+$")
 _held: dict[str, int] = {}  # lock path -> open descriptor, kept for the process's life
 
 
+def kill_point(name: str) -> None:
+    """A test hook: with WANDA_KILL_AT=<name> in the environment, the process kills itself
+    (SIGKILL, no cleanup) here, as a power cut or the OOM killer would."""
+    if os.environ.get("WANDA_KILL_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def lock(path: Path, what: str) -> None:
     """Hold an exclusive lock on `path` until the process ends; refuse if another run holds
     it. Re-locking a path this process holds is a no-op."""
@@ -52,6 +61,12 @@ def lock(path: Path, what: str) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held[key] = fd
+
+
+def release_locks() -> None:
+    """Release every lock this process holds (closing the descriptor drops the flock)."""
+    while _held:
+        os.close(_held.popitem()[1])
 
 
 def lock_results_dir(save: str) -> None:
@@ -159,6 +174,7 @@ def publish(tmp: Path, target: str | Path, record: dict | None = None) -> dict:
     replacing a previous folder there (checked at planning to be ours, or --overwrite).
     Returns the manifest."""
     target = Path(target)
+    kill_point("before_publish")
     manifest = folder_manifest(tmp)
     (tmp / MARKER).write_text(json.dumps({**(record or {}), **manifest}, indent=2) + "\n")
     old = None

@@ -21,8 +21,11 @@ def main() -> int:
     p.add_argument("--out", default=None, help="write summary.csv/.md and the plot here")
     p.add_argument("--baseline", default="wanda")
     p.add_argument("--markdown", action="store_true", help="print markdown instead of text")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a results file had to be left out as unreadable")
     args = p.parse_args()
-    rows = summary.load_results(args.roots)
+    left_out: list[Path] = []
+    rows = summary.load_results(args.roots, left_out)
     if not rows:
         print(f"error: no results_*.json under {', '.join(args.roots)}", file=sys.stderr)
         return 2
@@ -30,8 +33,8 @@ def main() -> int:
         summary.write_summary(args.roots, args.out, args.baseline)
     table = summary.comparison(rows, args.baseline)
     print(summary.to_markdown(table, args.baseline) if args.markdown
-          else summary.to_text(table, args.baseline))
-    return 0
+          else summary.to_text(table, args.baseline, len(left_out)))
+    return 1 if args.strict and left_out else 0
 
 
 if __name__ == "__main__":

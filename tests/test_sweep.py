@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_selectivity_experiments.sh"
 
 
+def tree(out_root: Path, model_dir, nsamples: int = 2) -> Path:
+    """Where a sweep of this file's budget puts its runs: <out_root>/<model>/<budget>."""
+    from lib.sweep import budget_dir
+
+    return out_root / budget_dir(str(model_dir), ["--nsamples", str(nsamples), "--seqlen", "32",
+                                                  "--eval_windows", "2"])
+
+
 def sweep(model_dir, out_root, data_dir, methods: str, *sparsity,
           extra: list[str] = ()) -> subprocess.CompletedProcess:
     seeds = list(extra[:2]) if extra[:1] == ["--seeds"] else []
@@ -32,7 +40,7 @@ def sweep(model_dir, out_root, data_dir, methods: str, *sparsity,
 def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, data_dir):
     first = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
     assert first.returncode == 0, first.stderr[-2000:]
-    group = tmp_path / "unstructured" / "0.5"
+    group = tree(tmp_path, tiny_llama_dir) / "unstructured" / "0.5"
     for method in ("wanda", "magnitude"):
         record = json.loads((group / method / f"results_{method}.json").read_text())
         assert record["status"] == "done" and record["actual_sparsity"] == 0.5
@@ -46,6 +54,20 @@ def test_sweep_runs_resumes_and_survives_a_failed_run(tiny_llama_dir, tmp_path, 
     second = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
     assert second.returncode == 0 and second.stdout.count("skipped (finished results exist)") == 2
     assert (group / "wanda" / "results_wanda.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_sweeps_of_two_budgets_into_one_root_stay_apart(tiny_llama_dir, tmp_path, data_dir):
+    """The issue's case: a second sweep with another budget into the same --out_root runs
+    every entry (none refused, none taken for done) and summarizes only its own runs."""
+    small = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude")
+    big = sweep(tiny_llama_dir, tmp_path, data_dir, "wanda,magnitude", extra=["--nsamples", "4"])
+    assert small.returncode == big.returncode == 0, big.stderr[-2000:]
+    assert big.stdout.count(": done") == 2
+    for n in (2, 4):
+        group = tree(tmp_path, tiny_llama_dir, n) / "unstructured" / "0.5"
+        rows = list(csv.DictReader((group / "summary.csv").open()))
+        assert [r["nsamples"] for r in rows] == [str(n)] * 2
 
 
 def _outcomes(root: Path) -> dict[str, tuple]:
@@ -95,7 +117,7 @@ def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_llama_dir, tmp_path
                  "unstructured", extra=["--use_variant"])
     assert proc.returncode != 0
     assert "ablate_mag_seq: FAILED" in proc.stdout and "ablate_mag_seq" in proc.stderr
-    group = tmp_path / "unstructured" / "0.5"
+    group = tree(tmp_path, tiny_llama_dir) / "unstructured" / "0.5"
     assert json.loads((group / "wanda" / "results_wanda.json").read_text())["status"] == "done"
     assert not (group / "ablate_mag_seq" / "results_ablate_mag_seq.json").exists()
 
@@ -116,7 +138,7 @@ def test_two_seed_sweep_gives_one_row_per_entry_with_spread(tiny_llama_dir, tmp_
                if line.startswith("=== [")]
     assert started == ["wanda seed 0", "wanda_spiky:spiky_power=0.5 seed 0",
                        "wanda seed 1", "wanda_spiky:spiky_power=0.5 seed 1"]  # seed-major
-    group = tmp_path / "2-4" / "0.5"
+    group = tree(tmp_path, tiny_llama_dir) / "2-4" / "0.5"
     record = json.loads((group / "wanda_spiky__spiky_power=0.5" / "seed1" /
                          "results_wanda_spiky.json").read_text())
     assert record["seed"] == 1 and record["run_name"] == "wanda_spiky:spiky_power=0.5"

@@ -280,3 +280,50 @@ def test_a_rerun_keeps_the_finished_record_until_its_own_result(tiny_llama_dir, 
         run(tiny_llama_dir, save, data_dir)
     assert load_results(save, "magnitude") == done
     assert (save / "log_magnitude.txt").read_text() == log
+
+
+def test_a_full_disk_says_so_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+    import io
+
+    from lib.errors import UserError
+
+    path = tmp_path / "results_x.json"
+    writes.atomic_write_text(path, '{"old": 1}')
+
+    class Full(io.StringIO):
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = writes.os.fdopen
+    monkeypatch.setattr(writes.os, "fdopen", lambda fd, mode: (real(fd, mode).close(), Full())[1])
+    with pytest.raises(UserError, match="disk is full"):
+        writes.atomic_write_text(path, '{"new": 2}')
+    assert path.read_text() == '{"old": 1}'
+    assert [p.name for p in tmp_path.iterdir()] == ["results_x.json"]
+
+
+def test_a_save_killed_before_it_is_whole_leaves_the_old_model_and_no_claim(tiny_llama_dir,
+                                                                           tmp_path, data_dir):
+    """SIGKILL (test hook) after the weights are written, before the folder is renamed into
+    place: the previous save stays whole, the results do not name the new model, and the next
+    run removes the dead run's temporary."""
+    import os
+
+    target = tmp_path / "pruned"
+    assert run(tiny_llama_dir, tmp_path / "first", data_dir, "--save_model", str(target)) == 0
+    before = files_of(target)
+    argv = [sys.executable, str(ROOT / "main.py"), "--model", str(tiny_llama_dir), "--data_dir",
+            str(data_dir), "--save", str(tmp_path / "second"), *FAST, "--prune_method", "wanda",
+            "--sparsity_ratio", "0.5", "--save_model", str(target)]
+    killed = subprocess.run(argv, cwd=ROOT, capture_output=True,
+                            env=dict(os.environ, WANDA_KILL_AT="before_publish"))
+    assert killed.returncode == -9
+    assert files_of(target) == before
+    second = load_results(tmp_path / "second", "wanda")
+    assert second["status"] == "pruned" and "saved_model" not in second
+    assert [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # the dead run's temporary
+    assert subprocess.run(argv, cwd=ROOT, capture_output=True).returncode == 0
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+    assert load_results(tmp_path / "second", "wanda")["saved_model"]["weights_sha256"] == \
+        writes.folder_manifest(target)["weights_sha256"]

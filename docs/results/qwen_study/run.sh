@@ -41,8 +41,17 @@ lane() {
         --save "$out/$m/dense" >> "$out/dense.log" 2>&1
       continue
     fi
-    bash scripts/run_selectivity_experiments.sh $m "$lvl" "$typ" --methods "$entries" \
-      --seeds "$seed" --out_root "$out/$m" -- $COMMON >> "$out/sweep.log" 2>&1
+    # main.py per entry into a fixed <type>/<level>/<entry>/seed<k> tree (the layout of the
+    # first runs), so that resuming never depends on the sweep's folder layout
+    for entry in ${entries//,/ }; do
+      read -r dir flags <<< "$(.venv/bin/python -c 'import sys; from lib.entries import parse_entry
+e = parse_entry(sys.argv[1]); print(e.dirname, *e.flags(), *(["--run_name", e.label] if e.options else []))' "$entry")"
+      save="$out/$m/${typ/:/-}/$lvl/$dir/seed$seed"
+      mkdir -p "$save"
+      .venv/bin/python main.py --model $m $flags --sparsity_ratio "$lvl" --sparsity_type "$typ" \
+        --seed "$seed" --save "$save" --skip_if_done $COMMON >> "$save/run.log" 2>&1 \
+        || echo "$(date -u +%FT%TZ) lane $1: FAILED $entry $lvl $typ seed $seed" >> "$out/lanes.log"
+    done
   done
   echo "$(date -u +%FT%TZ) lane $1: queue empty" >> "$out/lanes.log"
 }
