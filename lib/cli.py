@@ -10,6 +10,7 @@ from lib import layer_sparsity
 from lib.embedded import EMBEDDED
 from lib.eval import PPL_FORMULAS
 from lib.experts import MOE_CALIBRATION
+from lib.recovery_plan import MODES as RECOVERY_MODES
 from lib.methods import DENSE, METHODS, all_options, methods_with
 from lib.zeroshot import DEFAULT_TASKS
 
@@ -138,6 +139,29 @@ def build_parser() -> argparse.ArgumentParser:
                     help="at most this many examples per task (default all; >= 1)")
     ev.add_argument("--zero_shot_batch_size", type=int, default=1,
                     help="lm-eval batch size (default 1; >= 1)")
+
+    rec = p.add_argument_group("recovery (LoRA fine-tuning after pruning; lib/recovery.py)")
+    rec.add_argument("--recover", default=None, choices=RECOVERY_MODES,
+                     help="lora: adapters trained through the pruning masks and merged, the "
+                          "model as sparse as before; lora_dense: Wanda's protocol, the adapter "
+                          "kept apart (the evaluated model is dense). Without --prune_method, "
+                          "recovers a --save_model output of this tool (default off)")
+    rec.add_argument("--recover_steps", type=int, default=200,
+                     help="optimizer steps (default 200; >= 1)")
+    rec.add_argument("--recover_lr", type=float, default=1e-4,
+                     help="AdamW learning rate (default 1e-4; > 0)")
+    rec.add_argument("--lora_rank", type=int, default=8, help="adapter rank (default 8; >= 1)")
+    rec.add_argument("--lora_alpha", type=float, default=16.0,
+                     help="adapter scale alpha / rank (default 16; > 0)")
+    rec.add_argument("--lora_targets", default="all",
+                     help="comma-separated Linear names to adapt, e.g. q_proj,v_proj (Wanda's "
+                          "lora_ft), or all pruned Linears (default all)")
+    rec.add_argument("--recover_batch", type=int, default=8,
+                     help="windows per step (default 8; >= 1)")
+    rec.add_argument("--recover_seqlen", type=int, default=None,
+                     help="tokens per training window (default: --seqlen)")
+    rec.add_argument("--recover_every", type=int, default=50,
+                     help="checkpoint every N steps; a rerun resumes from it (default 50)")
 
     out = p.add_argument_group("output")
     out.add_argument("--save", default=None,

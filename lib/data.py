@@ -61,15 +61,16 @@ def check_data_files(data_dir: str | None, calib_dataset: str | None, evaluate: 
         required_file(data_dir, WIKITEXT_TEST)
 
 
-def data_files(data_dir: str | None, calib_dataset: str | None) -> dict | None:
+def data_files(data_dir: str | None, calib_dataset: str | None,
+               recovery: bool = False) -> dict | None:
     """Size and SHA-256 of each offline file a run reads (None from the Hub): recorded, and
     compared by --skip_if_done, so a run on a damaged or replaced file is not taken as done."""
     if data_dir is None:
         return None
     paths = {"wikitext_test": required_file(data_dir, WIKITEXT_TEST)}
-    if calib_dataset == "c4":
+    if calib_dataset == "c4" or recovery:
         paths["c4"] = c4_offline_file(data_dir)
-    elif calib_dataset == "wikitext2":
+    if calib_dataset == "wikitext2":
         paths["wikitext_train"] = required_file(data_dir, WIKITEXT_TRAIN)
     found = {}
     for key, path in paths.items():
@@ -157,9 +158,10 @@ def _token_ids(tokenizer, text: str) -> torch.Tensor:
 
 
 def c4_windows(documents: list[str], tokenizer, nsamples: int, seed: int,
-               seqlen: int) -> list[torch.Tensor]:
+               seqlen: int, used: set[int] | None = None) -> list[torch.Tensor]:
     """Wanda's C4 sampler: draw random documents until one is longer than the window, then a
-    random window of it. The draws replay Wanda's (`random` seeded with `seed`)."""
+    random window of it. The draws replay Wanda's (`random` seeded with `seed`). The indices of
+    the documents windows came from are added to `used`."""
     rng = random.Random(seed)
     cache: dict[int, torch.Tensor] = {}
     windows = []
@@ -174,6 +176,8 @@ def c4_windows(documents: list[str], tokenizer, nsamples: int, seed: int,
             raise UserError(f"no C4 document longer than --seqlen {seqlen} tokens was found in "
                             f"{MAX_DRAWS} draws; lower --seqlen or use a larger C4 sample")
         ids = cache[i]
+        if used is not None:
+            used.add(i)
         start = rng.randint(0, ids.numel() - seqlen - 1)
         windows.append(ids[start:start + seqlen].unsqueeze(0))
     return windows

@@ -3,6 +3,7 @@ model (a missing dataset fails before any weights load), then load, prune, check
 evaluate, record."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -79,6 +80,8 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
     manifest = None
+    if plan.recovery is not None:  # the model saved is the recovered one (recovery_phase)
+        return
     if writer is not None:
         if args.save_model:
             streamed.save_resident(writer, tokenizer)
@@ -103,6 +106,59 @@ def offload_scratch(plan: Plan) -> str:
     return os.path.join(plan.save, "offload_pruned_blocks")
 
 
+def recovery_phase(plan: Plan, model, tokenizer, ids: torch.Tensor, record: dict) -> None:
+    """LoRA recovery (lib/recovery.py) on the pruned model, on C4 documents its calibration did
+    not use; then perplexity again, the sparsity checked, and the recovered model saved."""
+    from lib import recovery
+
+    args, device = plan.args, torch.device(plan.device)
+    documents = data.c4_documents(args.data_dir)
+    windows = recovery.Windows(documents, _calibration_documents(plan, documents, tokenizer),
+                               tokenizer, plan.recovery)
+    blocks = models.decoder_layers(model)
+    prefix = next(n for n, m in model.named_modules() if m is blocks)
+    linears = {f"{prefix}.{i}.{name}": linear for i, block in enumerate(blocks)
+               for name, linear in matrices.block_parts(block, i).linears.items()}
+    record["status"] = "recovering"
+    results.write_results(plan.save, plan.method_name, record)
+    machine.reset_peak_memory(device)
+    rec, undo = recovery.recover(model, linears, windows, plan.recovery, plan.save,
+                                 plan.method_name, results.config_of(record))
+    rec["peak_memory_bytes"] = machine.peak_memory_bytes(device)
+    if plan.recovery.mode == "lora":
+        actual, _ = sparsity_by_block(model)
+        if actual != record["actual_sparsity"]:
+            raise RuntimeError(f"recovery changed the sparsity: {record['actual_sparsity']} -> "
+                               f"{actual}")
+        rec["actual_sparsity_after"] = actual
+    model.eval()
+    after = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula)
+    undo()
+    rec.update(ppl_before=record["ppl_test"], ppl_after=after.ppl)
+    record.update(recovery=rec, ppl_recovered=after.ppl)
+    print(f"wikitext perplexity after recovery {after.ppl}", flush=True)
+    if args.save_model:
+        manifest = models.save_model(model, tokenizer, args.save_model, results.config_of(record))
+        record["saved_model"] = {"path": args.save_model, "files": len(manifest["files"]),
+                                 "weights_sha256": manifest["weights_sha256"]}
+    record["status"] = "done"
+    results.write_results(plan.save, plan.method_name, record)
+    recovery.finish(plan.save, plan.method_name)
+
+
+def _calibration_documents(plan: Plan, documents: list[str], tokenizer) -> set[int]:
+    """The C4 documents the pruning calibrated on, by replaying its sampler: this run's, or,
+    for a saved model, the run that saved it (its marker holds that configuration)."""
+    config = vars(plan.args)
+    if not plan.prunes:
+        config = json.loads((Path(plan.source.path) / writes.MARKER).read_text())
+    used: set[int] = set()
+    if config.get("calib_dataset") == "c4" and config.get("nsamples"):
+        data.c4_windows(documents, tokenizer, config["nsamples"], config["seed"],
+                        config["seqlen"] or plan.seqlen, used)
+    return used
+
+
 def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
                    streamed: offload.OffloadedModel | None = None) -> None:
     args = plan.args
@@ -114,7 +170,8 @@ def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
     result = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula, forward)
     record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
                   eval_tokens=result.predicted_tokens,
-                  eval_seconds=round(time.perf_counter() - start, 3), status="done")
+                  eval_seconds=round(time.perf_counter() - start, 3),
+                  status="done" if plan.recovery is None else "evaluated")
     print(f"wikitext perplexity {result.ppl}", flush=True)
     path = results.write_results(plan.save, plan.method_name, record)  # the log never leads it
     results.write_wanda_log(plan.save, plan.method_name, record["actual_sparsity"], result.ppl)
@@ -169,12 +226,19 @@ def run(plan: Plan) -> int:
         model = streamed.model
     else:
         model = models.load_model(plan.source, dtype, device, args.cache_dir)
+    if plan.recovery is not None:  # an unknown --lora_targets is refused before any pruning
+        from lib.recovery import adapted
+
+        adapted({n: m for block in models.decoder_layers(model)
+                 for n, m in matrices.block_parts(block).linears.items()}, plan.recovery.targets)
     record["versions"] = results.versions()
     record["machine"] = machine.machine_record(device)
     made: list[Path] = []
     try:
         prune_phase(plan, model, tokenizer, samples, record, streamed, made)
         evaluate_phase(plan, model, test_ids, record, streamed)
+        if plan.recovery is not None:
+            recovery_phase(plan, model, tokenizer, test_ids, record)
     finally:
         for folder in made:  # this run's own scratch folders, nothing else
             shutil.rmtree(folder, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from lib import data, hub, layer_sparsity, results, sources, writes
 from lib.errors import UserError
 from lib.methods import DENSE, METHODS, Method, all_options
 from lib.options import Settings
+from lib.recovery_plan import RecoveryPlan, budget_part, plan_of
 from lib.sparsity import Sparsity, parse_sparsity
 
 MAX_DEFAULT_SEQLEN = 4096
@@ -33,6 +35,7 @@ class Plan:
     dtype: str  # "float32", "float16", "bfloat16"
     save: str
     already_done: bool = False  # --skip_if_done found this configuration's finished results
+    recovery: RecoveryPlan | None = None  # --recover: LoRA fine-tuning after pruning
     zero_shot: Any = field(default=None, repr=False)  # lib.zeroshot.ZeroShotPlan, when asked
 
     @property
@@ -162,6 +165,8 @@ def budget_tag(record: dict, method: Method | None) -> str:
         parts.append(f"ppl-{record['ppl_formula']}")
     if record["moe_calibration"] != "routed":
         parts.append(f"moe-{record['moe_calibration']}")
+    if record.get("recovery"):
+        parts.append(budget_part(record["recovery"]))
     if record["layer_sparsity"]:
         owl = record["layer_sparsity"]
         parts.append(f"{owl['layer_sparsity']}-m{owl['owl_m']:g}-lambda{owl['owl_lambda']:g}")
@@ -195,8 +200,28 @@ def new_record(plan: Plan) -> dict:
         "moe_calibration": args.moe_calibration,
         "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
-        "data_files": data.data_files(args.data_dir, _calibration(plan)),
+        "data_files": data.data_files(args.data_dir, _calibration(plan),
+                                      plan.recovery is not None),
+        "recovery": plan.recovery.record() if plan.recovery else None,
     }
+
+
+def _recovery(plan: Plan) -> RecoveryPlan | None:
+    """--recover's plan; it needs the whole model in memory, C4 to train on, and a mask: a
+    pruning method, or a model this tool saved pruned."""
+    args = plan.args
+    recovery = plan_of(args, plan.seqlen)
+    if recovery is None:
+        return None
+    if args.offload:
+        raise UserError("--recover trains the whole model in memory; drop --offload")
+    if not plan.prunes and not (plan.source.kind == "dir"
+                                and writes.is_ours(Path(plan.source.path))):
+        raise UserError("--recover needs pruning masks: give --prune_method and a ratio, or as "
+                        "--model a pruned model saved by this tool (--save_model)")
+    if args.data_dir is not None:
+        data.c4_offline_file(args.data_dir)
+    return recovery
 
 
 def _calibration(plan: Plan) -> str | None:
@@ -218,6 +243,7 @@ def plan_run(args: argparse.Namespace) -> Plan:
     if args.data_dir is None or (args.eval_zero_shot and args.tasks_include_path is None):
         hub.reachable()  # decides offline mode before any Hub client starts retrying
     plan.seqlen = _seqlen(args, plan.source)
+    plan.recovery = _recovery(plan)
     record = new_record(plan)
     plan.save = args.save or default_save_dir(plan.source, sparsity, record, method)
     config = results.config_of(record)
@@ -250,7 +276,8 @@ def _claim_outputs(plan: Plan, config: dict, needs: tuple[str, ...]) -> None:
     if args.save_model:
         writes.lock_model_dir(args.save_model)
     if args.skip_if_done and results.finished(plan.save, plan.method_name, config, needs,
-                                              data.data_files(args.data_dir, _calibration(plan))):
+                                              data.data_files(args.data_dir, _calibration(plan),
+                                                              plan.recovery is not None)):
         plan.already_done = True
         return
     results.check_save_dir(plan.save, plan.method_name, config, args.overwrite)

@@ -13,7 +13,7 @@ from lib.errors import UserError
 # Keys that define a configuration: a results file with other values is another experiment.
 CONFIG_KEYS = ("model", "method", "sparsity_type", "sparsity_ratio", "use_variant", "nsamples",
                "seed", "seqlen", "calib_dataset", "eval_windows", "dtype", "ppl_formula",
-               "method_options", "layer_sparsity", "moe_calibration")
+               "method_options", "layer_sparsity", "moe_calibration", "recovery")
 # what a key meant in records written before it existed
 CONFIG_DEFAULTS = {"moe_calibration": "routed"}
 # every package whose version can move a number: kernels (torch, numpy, numba/llvmlite for the

@@ -82,6 +82,10 @@ def budget_dir(model: str, extra: list[str]) -> str:
         parts.append(f"ppl-{flags.ppl_formula}")
     if flags.moe_calibration != "routed":
         parts.append(f"moe-{flags.moe_calibration}")
+    if flags.recover:
+        from lib.recovery_plan import budget_part, plan_of
+
+        parts.append(budget_part(plan_of(flags, flags.seqlen or 0).record()))
     return f"{short_name(model)}/{'_'.join(parts)}"
 
 

@@ -196,7 +196,8 @@ def test_a_damaged_token_cache_entry_is_made_again(tokenizer, tmp_path, monkeypa
     entry.write_bytes(entry.read_bytes()[:40])  # truncated
     again = data.cached_token_ids(tokenizer, "some text to tokenize " * 20)
     assert again.tolist() == first.tolist()
-    assert data.cached_token_ids(tokenizer, "some text to tokenize " * 20).tolist() == first.tolist()
+    again = data.cached_token_ids(tokenizer, "some text to tokenize " * 20)  # rewritten: a hit
+    assert again.tolist() == first.tolist()
 
 
 @pytest.mark.slow
