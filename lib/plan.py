@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
