@@ -157,7 +157,9 @@ def run_ray(jobs: list[Job], cwd: Path, report, workers: int, address: str | Non
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": cpus}
         pending = {}
         for i, job in enumerate(jobs, 1):
-            print(f"=== [{i}/{len(jobs)}] {job.name} -> {job.log.parent} (Ray task)", flush=True)
+            where = "1 GPU" if gpus else f"{cpus} CPUs, {threads['OMP_NUM_THREADS']} threads"
+            print(f"=== [{i}/{len(jobs)}] {job.name} -> {job.log.parent} (Ray task, {where})",
+                  flush=True)
             ref = task.options(**options).remote(job.cmd, str(job.log),
                                                  {} if gpus else threads)
             pending[ref] = job
