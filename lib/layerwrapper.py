@@ -346,9 +346,12 @@ class InputStatsCollector:
         return gather
 
     def missing_experts(self) -> bool:
-        """Whether an expert received no token; if so, the next pass feeds those experts every
-        token and feeds nothing else (a statistics-only fallback pass)."""
-        missing = {id(tap): tap.missing() for tap in self.taps}
+        """Whether an expert has no statistic yet (it received no token, and was not fed every
+        token already); if so, the next pass feeds those experts every token and feeds nothing
+        else (a statistics-only fallback pass)."""
+        missing = {id(tap): [e for e in tap.missing()
+                             if f"{tap.name}.{tap.up}.{e}" not in self.stats]
+                   for tap in self.taps}
         if not any(missing.values()):
             return False
         self._linears_on = False

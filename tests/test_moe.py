@@ -346,3 +346,19 @@ def test_owl_and_saved_statistics_cover_the_experts(tiny_qwen3_moe_dir, tmp_path
     for e in range(4):
         for param in ("gate_up_proj", "down_proj"):
             assert f"model.layers.1.mlp.experts.{param}.{e}.idf" in stats
+
+
+@pytest.mark.parametrize("mode", MOE_CALIBRATION)
+def test_an_expert_without_tokens_is_fed_every_token_once(mode):
+    """Both modes end with the same statistics for the unrouted expert: every token, counted
+    once (in `all` mode the first pass already fed it; no fallback pass adds it again)."""
+    model = build("qwen3_moe", num_experts_per_tok=1)
+    with torch.no_grad():
+        router = model.model.layers[0].mlp.gate.weight
+        router[1] = -router[0]
+        router[3] = 0
+    calib = samples(3, 16)
+    visit = next(iter(BlockWalk(model, calib, WrappedGPT, replay=False, moe_calibration=mode)))
+    stat = visit.stats["mlp.experts.gate_up_proj.3"]
+    assert visit.expert_tokens[3] == 0
+    assert stat.tokens == 3 * 16 and stat.nsamples == 3
