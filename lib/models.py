@@ -3,6 +3,7 @@ check, devices and saving. What --model names is decided in lib/sources.py, with
 from __future__ import annotations
 
 import logging
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -134,7 +135,17 @@ def load_model(source: ModelSource, dtype: torch.dtype, device: torch.device,
     if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
         kwargs["device_map"] = "auto"
     log.info("loading %s (%s, %s)", source.spec, dtype, device)
-    model = _from_pretrained(source, path, dtype, kwargs)
+    try:
+        model = _from_pretrained(source, path, dtype, kwargs)
+    except UserError:
+        if not source.is_converted:
+            raise
+        # the converted copy is the cache's own (made by ensure_converted): rebuild it once
+        log.warning("the converted copy %s cannot be loaded; converting the GGUF again",
+                    source.converted)
+        shutil.rmtree(source.converted)
+        ensure_converted(source)
+        model = _from_pretrained(source, source.converted, dtype, kwargs)
     if "device_map" not in kwargs:
         model.to(device)
     if source.gguf_file:

@@ -160,9 +160,9 @@ def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
                 "prune_seconds": sum(seconds) / len(seconds) if seconds else None,
                 "nsamples": first.get("nsamples"), "seqlen": first.get("seqlen"),
                 "eval_windows_used": first.get("eval_windows_used"),
-                "setting": setting_of(first), "threads": sorted(
-                    {(r.get("machine") or {}).get("torch_threads") for r in runs.values()}
-                    - {None}),
+                "setting": setting_of(first),
+                "threads": _machine_values(runs.values(), "torch_threads"),
+                "kernels": _machine_values(runs.values(), "torch_cpu_capability"),
                 **{k: None for k in PAIRED},
                 **(_paired(runs, base) if label != baseline else {})})
         base_mean = next((r["ppl_test"] for r in summaries if r["method"] == baseline), None)
@@ -191,14 +191,23 @@ def to_markdown(table: list[dict], baseline: str = "wanda") -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine_values(runs, key: str) -> list:
+    return sorted({str((r.get("machine") or {}).get(key)) for r in runs
+                   if (r.get("machine") or {}).get(key) is not None})
+
+
 def notes(table: list[dict], left_out: int = 0) -> list[str]:
     """What a reader must know of a table: several settings (one table each), runs on different
     thread counts (which move the numbers a little), files left out."""
     lines = []
-    threads = sorted({t for row in table for t in row.get("threads") or []})
+    threads = sorted({t for row in table for t in row.get("threads") or []}, key=int)
     if len(threads) > 1:
-        lines.append(f"note: runs on {', '.join(map(str, threads))} threads are mixed (the thread "
+        lines.append(f"note: runs on {', '.join(threads)} threads are mixed (the thread "
                      "count changes float sums, and so masks, a little)")
+    kernels = sorted({k for row in table for k in row.get("kernels") or []})
+    if len(kernels) > 1:
+        lines.append(f"note: runs on the {', '.join(kernels)} CPU kernel paths are mixed "
+                     "(another machine's float kernels move numbers a little)")
     if left_out:
         lines.append(f"note: {left_out} results file(s) left out as unreadable (named above)")
     return lines

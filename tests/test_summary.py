@@ -12,13 +12,14 @@ from lib import summary
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def record(method, seed, ppl, nsamples=16, run_name=None, threads=2, **extra) -> dict:
+def record(method, seed, ppl, nsamples=16, run_name=None, threads=2, kernel="AVX512",
+           **extra) -> dict:
     return {"model": "m", "method": method, "sparsity_type": "unstructured",
             "sparsity_ratio": 0.5, "use_variant": False, "nsamples": nsamples, "seed": seed,
             "seqlen": 512, "calib_dataset": "c4", "eval_windows": 32, "dtype": "float32",
             "ppl_formula": "exact", "method_options": {}, "layer_sparsity": None,
             "run_name": run_name, "ppl_test": ppl, "status": "done",
-            "machine": {"torch_threads": threads}, **extra}
+            "machine": {"torch_threads": threads, "torch_cpu_capability": kernel}, **extra}
 
 
 def write(root: Path, name: str, rec: dict) -> None:
@@ -45,12 +46,13 @@ def test_two_budgets_give_two_tables_and_are_never_paired(tmp_path):
 def test_runs_of_one_method_with_other_options_are_separate_entries(tmp_path):
     for seed in range(2):
         write(tmp_path, f"u/{seed}", record("wanda", seed, 100.0))
-        write(tmp_path, f"o/{seed}", record("wanda", seed, 90.0, threads=1,
+        write(tmp_path, f"o/{seed}", record("wanda", seed, 90.0, threads=1, kernel="AVX2",
                                             layer_sparsity={"layer_sparsity": "owl"}))
     table = summary.comparison(summary.load_results([tmp_path]))
     assert sorted(r["ppl_test"] for r in table) == [90.0, 100.0]
     assert len({r["method"] for r in table}) == 2
     assert any("threads are mixed" in n for n in summary.notes(table))
+    assert any("AVX2, AVX512 CPU kernel paths" in n for n in summary.notes(table))
 
 
 def test_unreadable_files_are_named_counted_and_fail_strict(tmp_path):

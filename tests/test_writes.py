@@ -328,3 +328,22 @@ def test_a_save_killed_before_it_is_whole_leaves_the_old_model_and_no_claim(tiny
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
     assert load_results(tmp_path / "second", "wanda")["saved_model"]["weights_sha256"] == \
         writes.folder_manifest(target)["weights_sha256"]
+
+
+@pytest.mark.slow
+def test_a_damaged_converted_copy_is_made_again(tmp_path, caplog):
+    import dataclasses
+
+    import torch
+
+    from lib import models, sources
+
+    source = dataclasses.replace(sources.resolve_model("smollm2-135m"),
+                                 converted=str(tmp_path / "converted"))
+    folder = models.ensure_converted(source)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # cut short
+    model = models.load_model(source, torch.float32, torch.device("cpu"), None)
+    assert len(model.model.layers) == 30
+    assert "converting the GGUF again" in caplog.text
+    assert writes.is_ours(folder) and weights.stat().st_size > 500_000_000
