@@ -44,7 +44,7 @@ def load_results(roots: list[str | Path], left_out: list[Path] | None = None) ->
 SETTING_KEYS = ("model", "calib_dataset", "nsamples", "seqlen", "eval_windows", "dtype",
                 "ppl_formula", "use_variant")
 # what makes two runs of one label different entries
-ENTRY_KEYS = ("method_options", "layer_sparsity", "moe_calibration")
+ENTRY_KEYS = ("method_options", "layer_sparsity", "moe_calibration", "recovery")
 
 
 def setting_of(row: dict) -> str:
@@ -69,7 +69,12 @@ def label_of(row: dict) -> str:
 
 
 def _entry_of(row: dict) -> tuple:
-    return (label_of(row),) + tuple(json.dumps(row.get(k), sort_keys=True) for k in ENTRY_KEYS)
+    """A run's entry; keys a record predates read as their default (lib/results.py), so runs
+    of one study written before and after a key existed stay one entry."""
+    from lib.results import CONFIG_DEFAULTS
+
+    return (label_of(row),) + tuple(json.dumps(row.get(k, CONFIG_DEFAULTS.get(k)),
+                                               sort_keys=True) for k in ENTRY_KEYS)
 
 
 def _labels(entries: list[tuple]) -> dict[tuple, str]:

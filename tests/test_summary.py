@@ -68,3 +68,15 @@ def test_unreadable_files_are_named_counted_and_fail_strict(tmp_path):
     assert loose.returncode == 0 and "2 results file(s) left out" in loose.stdout
     assert str(tmp_path / "b" / "results_wanda.json") in loose.stderr
     assert subprocess.run(run + ["--strict"], capture_output=True).returncode == 1
+
+
+def test_records_from_before_a_key_existed_pair_with_newer_ones(tmp_path):
+    """A study resumed across versions: seeds 0-1 written before moe_calibration and recovery
+    were recorded, seed 2 after; each entry stays one entry of three seeds."""
+    for seed in range(3):
+        keys = {"moe_calibration": "routed", "recovery": None} if seed == 2 else {}
+        write(tmp_path, f"w/{seed}", record("wanda", seed, 100.0 + seed, **keys))
+        write(tmp_path, f"idf/{seed}", record("wanda_idf", seed, 90.0 + seed, **keys))
+    table = summary.comparison(summary.load_results([tmp_path]))
+    idf = next(r for r in table if r["method"] == "wanda_idf")
+    assert len(table) == 2 and idf["seeds"] == 3 and idf["diff_mean"] == -10.0
