@@ -70,10 +70,10 @@ def run_logged(cmd: list[str], log_path: Path, cwd: Path, env: dict | None = Non
             cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent) as proc:
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+            log.write(chunk)  # the log first: what was shown is never missing from it
             if echo:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
-            log.write(chunk)
             skipped = skipped or b"skip: " in tail + chunk  # the marker may span two chunks
             tail = chunk[-8:]
     return Outcome(proc.returncode, skipped)

@@ -219,7 +219,8 @@ def test_a_killed_sweep_driver_takes_its_run_with_it(tmp_path):
     import os
     import signal
 
-    child = "import os, time; print('child', os.getpid()); time.sleep(120)"
+    # one write (an unbuffered print writes its parts one by one)
+    child = "import os, sys, time; sys.stdout.write(f'child {os.getpid()}\\n'); time.sleep(120)"
     driver = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
          "from pathlib import Path; from lib.runner import run_logged; "
