@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import random
 import zlib
 from pathlib import Path
@@ -72,12 +71,12 @@ def data_files(data_dir: str | None, calib_dataset: str | None,
         paths["c4"] = c4_offline_file(data_dir)
     if calib_dataset == "wikitext2":
         paths["wikitext_train"] = required_file(data_dir, WIKITEXT_TRAIN)
+    from lib.writes import hash_file
+
     found = {}
     for key, path in paths.items():
         digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 22), b""):
-                digest.update(block)
+        hash_file(path, digest)
         found[key] = {"file": path.name, "bytes": path.stat().st_size,
                       "sha256": digest.hexdigest()}
     return found
@@ -242,13 +241,11 @@ def cached_token_ids(tokenizer, text: str) -> torch.Tensor:
             log.warning("token cache entry %s is damaged (%s); tokenizing again", path, err)
             path.unlink(missing_ok=True)
     ids = tokenizer(text, return_tensors="pt").input_ids
-    try:  # written under a unique name, then renamed: parallel runs never read half a file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        with open(partial, "wb") as f:
-            np.save(f, ids[0].numpy().astype(np.int32))
-        os.replace(partial, path)
-    except OSError as err:  # a read-only checkout still runs, only slower
+    from lib.writes import atomic_write_bytes
+
+    try:  # whole or not at all: parallel runs never read half a file
+        atomic_write_bytes(path, lambda f: np.save(f, ids[0].numpy().astype(np.int32)))
+    except (OSError, UserError) as err:  # a read-only checkout or full disk: only slower
         log.warning("token cache not written (%s)", err)
     return ids
 

@@ -68,6 +68,21 @@ def block_parts(block: nn.Module, index: int | str = "") -> BlockParts:
     return BlockParts(linears, experts, dense)
 
 
+def model_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every pruned Linear of the model's blocks, by its name in the model."""
+    from lib.models import blocks_prefix, decoder_layers
+
+    prefix = blocks_prefix(model)
+    return {f"{prefix}.{i}.{name}": linear for i, block in enumerate(decoder_layers(model))
+            for name, linear in block_parts(block, i).linears.items()}
+
+
+def sparsity_of(counts: list[tuple[int, int]]) -> tuple[float, list[float]]:
+    """Overall and per-block fraction of zeros from each block's (zeros, weights)."""
+    zeros, total = sum(z for z, _ in counts), sum(t for _, t in counts)
+    return zeros / total, [z / t for z, t in counts]
+
+
 def count_zeros(parts: BlockParts) -> tuple[int, int]:
     """(exact zeros, weights) over the block's pruned matrices."""
     zeros = total = 0

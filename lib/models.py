@@ -44,6 +44,12 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     return layers
 
 
+def blocks_prefix(model: nn.Module) -> str:
+    """The blocks' name in the model (`model.layers`, `model.decoder.layers`)."""
+    blocks = decoder_layers(model)
+    return next(name for name, module in model.named_modules() if module is blocks)
+
+
 def check_architecture(source: ModelSource, cache_dir: str | None, prunes: bool = True) -> None:
     """Build the model skeleton on the meta device (no weights) to see that we can prune it:
     blocks where we look for them, every block weight pruned or dense by design

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lib.errors import UserError
-from lib.models import decoder_layers
+from lib.models import blocks_prefix, decoder_layers
 from lib.prune import BlockWalk
 from lib.replay import head_logits
 from lib.sources import ModelSource
@@ -152,11 +152,8 @@ class Checkpoint:
         stored = [[self._stored(n) for n in names] for names in sources]
         return None if any(n is None for names in stored for n in names) else stored
 
-    def has(self, name: str, shape: torch.Size | None = None) -> bool:
-        return self._stored(name) is not None or self._expert_sources(name, shape) is not None
-
     def __contains__(self, name: str) -> bool:
-        return self.has(name)
+        return self._stored(name) is not None
 
     def tensor(self, name: str, shape: torch.Size | None = None) -> torch.Tensor:
         stored = self._stored(name)
@@ -192,7 +189,7 @@ class OffloadedModel:
         self.checkpoint = Checkpoint(folder, config.model_type)
         self.block_source = self.checkpoint  # the pruned blocks' shards, once written
         self.blocks = decoder_layers(self.model)
-        self.prefix = next(n for n, m in self.model.named_modules() if m is self.blocks)
+        self.prefix = blocks_prefix(self.model)
         self.zeros: dict[int, tuple[int, int]] = {}  # block -> (zeros, weights) of its matrices
         self._load_resident()
 
@@ -278,9 +275,9 @@ class OffloadedModel:
         return walk.outputs
 
     def sparsity(self) -> tuple[float, list[float]]:
-        per_block = [z / t for z, t in (self.zeros[i] for i in range(len(self.blocks)))]
-        zeros = sum(z for z, _ in self.zeros.values())
-        return zeros / sum(t for _, t in self.zeros.values()), per_block
+        from lib.matrices import sparsity_of
+
+        return sparsity_of([self.zeros[i] for i in range(len(self.blocks))])
 
     def save_resident(self, writer: ShardWriter, tokenizer) -> None:
         """The tensors outside the blocks (unchanged), config and tokenizer."""

@@ -79,9 +79,9 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     if stats is not None:
         save_stats(stats, args.save_stats)
         log.info("saved %d statistics tensors to %s", len(stats), args.save_stats)
-    manifest = None
     if plan.recovery is not None:  # the model saved is the recovered one (recovery_phase)
         return
+    manifest = None
     if writer is not None:
         if args.save_model:
             streamed.save_resident(writer, tokenizer)
@@ -94,10 +94,14 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
                                      results.config_of(record))
     if manifest is not None:
         # only now does the results file name a saved model: the one on disk
-        record["saved_model"] = {"path": args.save_model, "files": len(manifest["files"]),
-                                 "weights_sha256": manifest["weights_sha256"]}
+        _record_save(record, args.save_model, manifest)
         results.write_results(plan.save, plan.method_name, record)
         log.info("saved pruned model to %s", args.save_model)
+
+
+def _record_save(record: dict, folder: str, manifest: dict) -> None:
+    record["saved_model"] = {"path": folder, "files": len(manifest["files"]),
+                             "weights_sha256": manifest["weights_sha256"]}
 
 
 def offload_scratch(plan: Plan) -> str:
@@ -115,10 +119,7 @@ def recovery_phase(plan: Plan, model, tokenizer, ids: torch.Tensor, record: dict
     documents = data.c4_documents(args.data_dir)
     windows = recovery.Windows(documents, _calibration_documents(plan, documents, tokenizer),
                                tokenizer, plan.recovery)
-    blocks = models.decoder_layers(model)
-    prefix = next(n for n, m in model.named_modules() if m is blocks)
-    linears = {f"{prefix}.{i}.{name}": linear for i, block in enumerate(blocks)
-               for name, linear in matrices.block_parts(block, i).linears.items()}
+    linears = matrices.model_linears(model)
     record["status"] = "recovering"
     results.write_results(plan.save, plan.method_name, record)
     machine.reset_peak_memory(device)
@@ -138,9 +139,9 @@ def recovery_phase(plan: Plan, model, tokenizer, ids: torch.Tensor, record: dict
     record.update(recovery=rec, ppl_recovered=after.ppl)
     print(f"wikitext perplexity after recovery {after.ppl}", flush=True)
     if args.save_model:
-        manifest = models.save_model(model, tokenizer, args.save_model, results.config_of(record))
-        record["saved_model"] = {"path": args.save_model, "files": len(manifest["files"]),
-                                 "weights_sha256": manifest["weights_sha256"]}
+        _record_save(record, args.save_model,
+                     models.save_model(model, tokenizer, args.save_model,
+                                       results.config_of(record)))
     record["status"] = "done"
     results.write_results(plan.save, plan.method_name, record)
     recovery.finish(plan.save, plan.method_name)
@@ -229,8 +230,7 @@ def run(plan: Plan) -> int:
     if plan.recovery is not None:  # an unknown --lora_targets is refused before any pruning
         from lib.recovery import adapted
 
-        adapted({n: m for block in models.decoder_layers(model)
-                 for n, m in matrices.block_parts(block).linears.items()}, plan.recovery.targets)
+        adapted(matrices.model_linears(model), plan.recovery.targets)
     record["versions"] = results.versions()
     record["machine"] = machine.machine_record(device)
     made: list[Path] = []

@@ -35,6 +35,7 @@ class Plan:
     save: str
     already_done: bool = False  # --skip_if_done found this configuration's finished results
     recovery: RecoveryPlan | None = None  # --recover: LoRA fine-tuning after pruning
+    data_files: dict | None = None  # size and SHA-256 of the offline files the run reads
     zero_shot: Any = field(default=None, repr=False)  # lib.zeroshot.ZeroShotPlan, when asked
 
     @property
@@ -151,21 +152,31 @@ def _seqlen(args: argparse.Namespace, source: sources.ModelSource) -> int:
     return args.seqlen
 
 
+def setting_parts(values: dict, seed: int | None = None) -> list[str]:
+    """The name parts of what, besides the method and the seed, changes a run's numbers
+    (calibration, evaluation windows, dtype and the switches off their default), with the seed
+    after the calibration when given. Main.py's save directories and the sweeps' trees both
+    name their folders with these."""
+    evals = values["eval_windows"] if values["eval_windows"] is not None else "all"
+    parts = [f"{values['calib_dataset']}-{values['nsamples']}x{values['seqlen']}"]
+    if seed is not None:
+        parts.append(f"seed{seed}")
+    parts += [f"eval{evals}", DTYPE_SHORT.get(values["dtype"], values["dtype"])]
+    if values["use_variant"]:
+        parts.append("variant")
+    if values["ppl_formula"] != "exact":
+        parts.append(f"ppl-{values['ppl_formula']}")
+    if values["moe_calibration"] != "routed":
+        parts.append(f"moe-{values['moe_calibration']}")
+    if values.get("recovery"):
+        parts.append(budget_part(values["recovery"]))
+    return parts
+
+
 def budget_tag(record: dict, method: Method | None) -> str:
     """The default save directory's last part: every configuration key that a file name and
     the model/pattern folders do not already hold, so that runs that differ never collide."""
-    evals = record["eval_windows"] if record["eval_windows"] is not None else "all"
-    parts = [f"{record['calib_dataset']}-{record['nsamples']}x{record['seqlen']}",
-             f"seed{record['seed']}", f"eval{evals}", DTYPE_SHORT.get(record["dtype"],
-                                                                    record["dtype"])]
-    if record["use_variant"]:
-        parts.append("variant")
-    if record["ppl_formula"] != "exact":
-        parts.append(f"ppl-{record['ppl_formula']}")
-    if record["moe_calibration"] != "routed":
-        parts.append(f"moe-{record['moe_calibration']}")
-    if record.get("recovery"):
-        parts.append(budget_part(record["recovery"]))
+    parts = setting_parts(record, record["seed"])
     if record["layer_sparsity"]:
         owl = record["layer_sparsity"]
         parts.append(f"{owl['layer_sparsity']}-m{owl['owl_m']:g}-lambda{owl['owl_lambda']:g}")
@@ -199,8 +210,7 @@ def new_record(plan: Plan) -> dict:
         "moe_calibration": args.moe_calibration,
         "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,
         "model_source": plan.source.kind, "run_name": args.run_name, "status": "started",
-        "data_files": data.data_files(args.data_dir, _calibration(plan),
-                                      plan.recovery is not None),
+        "data_files": plan.data_files,
         "recovery": plan.recovery.record() if plan.recovery else None,
     }
 
@@ -243,12 +253,13 @@ def plan_run(args: argparse.Namespace) -> Plan:
         hub.reachable()  # decides offline mode before any Hub client starts retrying
     plan.seqlen = _seqlen(args, plan.source)
     plan.recovery = _recovery(plan)
+    plan.data_files = data.data_files(args.data_dir, _calibration(plan), plan.recovery is not None)
     record = new_record(plan)
     plan.save = args.save or default_save_dir(plan.source, sparsity, record, method)
     config = results.config_of(record)
     needs = ("zero_shot",) if args.eval_zero_shot else ()
     if args.skip_if_done and results.finished(plan.save, method_name, config, needs,
-                                              record["data_files"]):
+                                              plan.data_files):
         plan.already_done = True
         return plan
     _claim_outputs(plan, config, needs)
@@ -268,15 +279,12 @@ def _claim_outputs(plan: Plan, config: dict, needs: tuple[str, ...]) -> None:
     args = plan.args
     writes.check_writable(plan.save, "--save")
     if args.save_model:
-        for folder in _input_folders(plan.source):
-            writes.check_model_target(args.save_model, folder, args.overwrite)
-        writes.check_model_target(args.save_model, None, args.overwrite)
+        writes.check_model_target(args.save_model, _input_folders(plan.source), args.overwrite)
     writes.lock_results_dir(plan.save)
     if args.save_model:
         writes.lock_model_dir(args.save_model)
     if args.skip_if_done and results.finished(plan.save, plan.method_name, config, needs,
-                                              data.data_files(args.data_dir, _calibration(plan),
-                                                              plan.recovery is not None)):
+                                              plan.data_files):
         plan.already_done = True
         return
     results.check_save_dir(plan.save, plan.method_name, config, args.overwrite)

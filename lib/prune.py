@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from lib.errors import UserError
 from lib.layerwrapper import InputStatsCollector
-from lib.matrices import BlockParts, block_parts, count_zeros
+from lib.matrices import BlockParts, block_parts, count_zeros, sparsity_of
 from lib.methods import Method
-from lib.models import decoder_layers, module_device
+from lib.models import blocks_prefix, decoder_layers, module_device
 from lib.obs import prune_with_obs
 from lib.options import Settings
 from lib.replay import capture_block_inputs, run_block
@@ -67,10 +67,6 @@ def block_targets(sparsity: Sparsity | Sequence[Sparsity], blocks: int) -> list[
     if len(sparsity) != blocks:
         raise ValueError(f"{len(sparsity)} block targets for {blocks} blocks")
     return list(sparsity)
-
-
-def _blocks_prefix(model: nn.Module, blocks: nn.ModuleList) -> str:
-    return next(name for name, module in model.named_modules() if module is blocks)
 
 
 class BlockStore(Protocol):
@@ -180,7 +176,7 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity | Sequence[
     if not samples:
         raise ValueError(f"{method.name} needs calibration samples")
     statistic = method.statistic if stats_out is None else method.statistic.with_selectivity
-    prefix = _blocks_prefix(model, blocks)
+    prefix = blocks_prefix(model)
     routed = []
     for visit in BlockWalk(model, samples, statistic.factory(settings), store=store,
                            desc=f"{method.name} blocks", moe_calibration=moe_calibration):
@@ -197,6 +193,5 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity | Sequence[
 
 def sparsity_by_block(model: nn.Module) -> tuple[float, list[float]]:
     """Fraction of exact zeros in the pruned matrices: overall and per block."""
-    counts = [count_zeros(block_parts(block, i)) for i, block in enumerate(decoder_layers(model))]
-    zeros, total = sum(z for z, _ in counts), sum(t for _, t in counts)
-    return zeros / total, [z / t for z, t in counts]
+    return sparsity_of([count_zeros(block_parts(block, i))
+                        for i, block in enumerate(decoder_layers(model))])

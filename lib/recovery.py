@@ -74,7 +74,10 @@ class LoRALinear(nn.Module):
 
 def attach(model: nn.Module, linears: dict[str, nn.Linear], plan: RecoveryPlan
            ) -> dict[str, LoRALinear]:
-    """Replace each Linear (by its name in the model) with a LoRALinear around it."""
+    """Replace each Linear (by its name in the model) with a LoRALinear around it; the adapters
+    are then the model's only trainable parameters."""
+    for param in model.parameters():
+        param.requires_grad_(False)
     wrapped = {}
     for name, linear in linears.items():
         owner, _, leaf = name.rpartition(".")
@@ -193,11 +196,6 @@ def recover(model: nn.Module, linears: dict[str, nn.Linear], windows: Windows,
     """Train adapters on `linears` (names in the model); merge them (lora) or leave them in
     place (lora_dense). Returns the record and a callable that detaches the adapters."""
     wrapped = attach(model, adapted(linears, plan.targets), plan)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for m in wrapped.values():
-        m.lora_A.requires_grad_(True)
-        m.lora_B.requires_grad_(True)
     start = time.perf_counter()
     losses = train(model, wrapped, windows, plan, save, method, config)
     seconds = time.perf_counter() - start

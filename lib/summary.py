@@ -9,6 +9,8 @@ import math
 import sys
 from pathlib import Path
 
+from lib.results import CONFIG_DEFAULTS, CONFIG_KEYS
+
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
           "vs_baseline_pct", "prune_seconds", "seeds", "ppl_sd", "diff_mean", "diff_ci_low",
           "diff_ci_high", "ratio", "ratio_ci_low", "ratio_ci_high", "lower_on", "verdict",
@@ -39,12 +41,19 @@ def load_results(roots: list[str | Path], left_out: list[Path] | None = None) ->
     return rows
 
 
-# what, besides the seed and the entry, changes a run's numbers: runs that differ in any of
-# these are never pooled or paired; a tree holding several settings gives one table each
-SETTING_KEYS = ("model", "calib_dataset", "nsamples", "seqlen", "eval_windows", "dtype",
-                "ppl_formula", "use_variant")
 # what makes two runs of one label different entries
 ENTRY_KEYS = ("method_options", "layer_sparsity", "moe_calibration", "recovery")
+# every other configuration key but the method, pattern, level and seed (lib/results.py): runs
+# that differ in any of these are never pooled or paired; a tree holding several settings gives
+# one table each
+SETTING_KEYS = tuple(k for k in CONFIG_KEYS if k not in ENTRY_KEYS
+                     and k not in ("method", "sparsity_type", "sparsity_ratio", "seed"))
+
+
+def _config_value(row: dict, key: str) -> str:
+    """A configuration value, comparable; keys a record predates read as their default, so runs
+    of one study written before and after a key existed stay together."""
+    return json.dumps(row.get(key, CONFIG_DEFAULTS.get(key)), sort_keys=True)
 
 
 def setting_of(row: dict) -> str:
@@ -58,7 +67,7 @@ def setting_of(row: dict) -> str:
 
 
 def _group_key(row: dict) -> tuple:
-    return (tuple(json.dumps(row.get(k), sort_keys=True) for k in SETTING_KEYS),
+    return (tuple(_config_value(row, k) for k in SETTING_KEYS),
             0 if row.get("sparsity_type") == "unstructured" else 1,
             str(row.get("sparsity_type")), float(row.get("sparsity_ratio") or 0))
 
@@ -69,12 +78,7 @@ def label_of(row: dict) -> str:
 
 
 def _entry_of(row: dict) -> tuple:
-    """A run's entry; keys a record predates read as their default (lib/results.py), so runs
-    of one study written before and after a key existed stay one entry."""
-    from lib.results import CONFIG_DEFAULTS
-
-    return (label_of(row),) + tuple(json.dumps(row.get(k, CONFIG_DEFAULTS.get(k)),
-                                               sort_keys=True) for k in ENTRY_KEYS)
+    return (label_of(row),) + tuple(_config_value(row, k) for k in ENTRY_KEYS)
 
 
 def _labels(entries: list[tuple]) -> dict[tuple, str]:

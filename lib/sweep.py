@@ -71,22 +71,18 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def budget_dir(model: str, extra: list[str]) -> str:
     """`<model>/<budget>`: everything besides the entry, pattern, level and seed that changes a
-    run's numbers (calibration set and size, evaluation windows, dtype, perplexity formula), so
-    that sweeps of other budgets into one --out_root never share a folder or a summary."""
+    run's numbers, named as main.py names it (lib/plan.py's setting_parts), so that sweeps of
+    other budgets into one --out_root never share a folder or a summary."""
     from lib.cli import build_parser
 
-    flags = build_parser().parse_args(["--model", model, *extra])
-    parts = [f"{flags.calib_dataset}-{flags.nsamples}x{flags.seqlen or 'ctx'}",
-             f"eval{flags.eval_windows or 'all'}", flags.dtype]
-    if flags.ppl_formula != "exact":
-        parts.append(f"ppl-{flags.ppl_formula}")
-    if flags.moe_calibration != "routed":
-        parts.append(f"moe-{flags.moe_calibration}")
-    if flags.recover:
-        from lib.recovery_plan import budget_part, plan_of
+    from lib.plan import setting_parts
+    from lib.recovery_plan import plan_of
 
-        parts.append(budget_part(plan_of(flags, flags.seqlen or 0).record()))
-    return f"{short_name(model)}/{'_'.join(parts)}"
+    flags = build_parser().parse_args(["--model", model, *extra])
+    recovery = plan_of(flags, flags.seqlen or 0)
+    values = {**vars(flags), "seqlen": flags.seqlen or "ctx",
+              "recovery": recovery.record() if recovery else None}
+    return f"{short_name(model)}/{'_'.join(setting_parts(values))}"
 
 
 def planned_runs(args: argparse.Namespace,

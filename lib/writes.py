@@ -90,41 +90,42 @@ def check_writable(folder: str | Path, flag: str) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """`path` holds `text` whole, or is left as it was (a full disk says so in one line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.errno == errno.ENOSPC:
-            raise UserError(f"the disk is full: could not write {path}; what it held before "
-                            "is kept") from exc
-        raise
+    atomic_write_bytes(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """`write(file)` fills a temporary beside `path`, which then replaces it."""
+    """`write(file)` fills a uniquely named temporary beside `path`, which then replaces it;
+    on any failure the temporary is removed and `path` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise UserError(f"the disk is full: could not write {path}; what it held before "
+                            "is kept") from exc
         raise
+
+
+def hash_file(path: Path, digest) -> None:
+    """Feed a file's bytes to a hashlib digest, a few MB at a time."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
 
 
 def is_ours(folder: Path) -> bool:
     return (folder / MARKER).is_file()
 
 
-def check_model_target(folder: str | Path, input_folder: str | None, overwrite: bool) -> None:
-    """Planning: --save_model may replace a previous save of this tool, nothing else."""
+def check_model_target(folder: str | Path, input_folders: list[str], overwrite: bool) -> None:
+    """Planning: --save_model may replace a previous save of this tool, nothing else (never
+    one of the input model's folders, nor a folder inside one)."""
     target = Path(folder).resolve()
-    if input_folder is not None:
+    for input_folder in input_folders:
         source = Path(input_folder).resolve()
         if target == source or source in target.parents:
             raise UserError(f"--save_model {folder} is the input model's folder (or inside it); "
@@ -176,9 +177,7 @@ def folder_manifest(folder: Path) -> dict:
     digest = hashlib.sha256()
     for name in files:
         if name.endswith(".safetensors"):
-            with open(folder / name, "rb") as f:
-                for block in iter(lambda: f.read(1 << 22), b""):
-                    digest.update(block)
+            hash_file(folder / name, digest)
     return {"files": files, "weights_sha256": digest.hexdigest()}
 
 

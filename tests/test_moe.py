@@ -24,9 +24,12 @@ from lib.prune import BlockWalk, prune_model
 from lib.sparsity import Sparsity
 from test_cli import FAST, error_line, load_results
 
-# fused layouts: concatenated gate/up (qwen3_moe, mixtral with its renamed legacy checkpoint),
-# shared experts and their gate (qwen2_moe), transposed, interleaved, biased, own gate (gpt_oss)
-FAMILIES = ["qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss"]
+# fused layouts: concatenated gate/up (qwen3_moe, mixtral with its renamed legacy checkpoint,
+# olmoe), shared experts and their gate (qwen2_moe), shared experts beside a grouped router
+# (deepseek_v2/v3), transposed, interleaved, biased, own gate (gpt_oss): the families the README
+# names
+FAMILIES = ["qwen3_moe", "mixtral", "qwen2_moe", "gpt_oss", "olmoe", "deepseek_v2",
+            "deepseek_v3"]
 VOCAB = 128
 
 
@@ -90,7 +93,22 @@ DENSE_BY_DESIGN = {
     "qwen2_moe": ["mlp.gate.weight", "mlp.shared_expert_gate.weight"],
     "gpt_oss": ["mlp.experts.down_proj_bias", "mlp.experts.gate_up_proj_bias",
                 "mlp.router.weight"],
+    "olmoe": ["mlp.gate.weight"],
+    "deepseek_v2": ["mlp.gate.weight"],
+    "deepseek_v3": ["mlp.gate.weight"],
 }
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_replayed_blocks_match_the_models_own_forward(family):
+    """Each block run on the inputs captured for it gives what the model's own forward gives,
+    as for the dense families (tests/test_replay.py)."""
+    from test_replay import last_block_outputs, replayed_outputs, random_samples
+
+    model = build(family)
+    calib = random_samples(model)
+    expected = last_block_outputs(model, calib)
+    assert (replayed_outputs(model, calib) - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -233,14 +251,19 @@ def test_sparsegpt_hessian_per_expert_is_the_routed_tokens_gram_matrix():
         assert torch.allclose(stat.hessian.double(), expected, rtol=1e-4, atol=1e-6), (param, e)
 
 
-def test_an_expert_without_tokens_gets_every_tokens_statistics():
-    """Top-1 routing whose router can never pick expert 3 (its logit is 0, and one of experts
-    0 and 1 always scores above 0)."""
+def unrouted_expert_model() -> nn.Module:
+    """Qwen3-MoE with top-1 routing whose block-0 router can never pick expert 3 (its logit is
+    0, and one of experts 0 and 1 always scores above 0)."""
     model = build("qwen3_moe", num_experts_per_tok=1)
     with torch.no_grad():
         router = model.model.layers[0].mlp.gate.weight
         router[1] = -router[0]
         router[3] = 0
+    return model
+
+
+def test_an_expert_without_tokens_gets_every_tokens_statistics():
+    model = unrouted_expert_model()
     calib = samples(3, 16)
     hidden = []
     handle = model.model.layers[0].mlp.experts.register_forward_pre_hook(
@@ -352,11 +375,7 @@ def test_owl_and_saved_statistics_cover_the_experts(tiny_qwen3_moe_dir, tmp_path
 def test_an_expert_without_tokens_is_fed_every_token_once(mode):
     """Both modes end with the same statistics for the unrouted expert: every token, counted
     once (in `all` mode the first pass already fed it; no fallback pass adds it again)."""
-    model = build("qwen3_moe", num_experts_per_tok=1)
-    with torch.no_grad():
-        router = model.model.layers[0].mlp.gate.weight
-        router[1] = -router[0]
-        router[3] = 0
+    model = unrouted_expert_model()
     calib = samples(3, 16)
     visit = next(iter(BlockWalk(model, calib, WrappedGPT, replay=False, moe_calibration=mode)))
     stat = visit.stats["mlp.experts.gate_up_proj.3"]

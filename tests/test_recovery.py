@@ -52,11 +52,6 @@ def test_training_sees_the_masked_model_the_merge_gives(tiny_llama_dir, tmp_path
     p = plan()
     tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
     wrapped = recovery.attach(model, linears, p)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for m in wrapped.values():
-        m.lora_A.requires_grad_(True)
-        m.lora_B.requires_grad_(True)
     recovery.train(model, wrapped, windows(tok, data_dir, p), p, str(tmp_path), "x", {})
     ids = torch.randint(0, 300, (1, 24), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():

@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_selectivity_experiments.sh"
 
 
-def tree(out_root: Path, model_dir, nsamples: int = 2) -> Path:
+def tree(out_root: Path, model_dir, nsamples: int = 2, *extra: str) -> Path:
     """Where a sweep of this file's budget puts its runs: <out_root>/<model>/<budget>."""
     from lib.sweep import budget_dir
 
     return out_root / budget_dir(str(model_dir), ["--nsamples", str(nsamples), "--seqlen", "32",
-                                                  "--eval_windows", "2"])
+                                                  "--eval_windows", "2", *extra])
 
 
 def sweep(model_dir, out_root, data_dir, methods: str, *sparsity,
@@ -117,7 +117,8 @@ def test_a_failed_run_is_reported_and_the_sweep_goes_on(tiny_llama_dir, tmp_path
                  "unstructured", extra=["--use_variant"])
     assert proc.returncode != 0
     assert "ablate_mag_seq: FAILED" in proc.stdout and "ablate_mag_seq" in proc.stderr
-    group = tree(tmp_path, tiny_llama_dir) / "unstructured" / "0.5"
+    group = tree(tmp_path, tiny_llama_dir, 2, "--use_variant") / "unstructured" / "0.5"
+    assert group.parent.parent.name.endswith("_variant")  # the variant is part of the budget
     assert json.loads((group / "wanda" / "results_wanda.json").read_text())["status"] == "done"
     assert not (group / "ablate_mag_seq" / "results_ablate_mag_seq.json").exists()
 

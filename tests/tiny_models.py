@@ -99,6 +99,14 @@ def option_settings(**overrides):
     return values
 
 
+# DeepSeek-V2/V3: every block MoE, one routing group, small MLA projections with one key/value
+# head per query head, the rotary part as wide as head_dim (which sizes the rotary table)
+_MLA = dict(first_k_dense_replace=0, n_group=1, topk_group=1,
+            num_key_value_heads=4, q_lora_rank=16, kv_lora_rank=16, qk_rope_head_dim=16,
+            qk_nope_head_dim=16, v_head_dim=16)
+FAMILY_SETTINGS = {"deepseek_v2": _MLA, "deepseek_v3": _MLA}
+
+
 def tiny_moe_config(family: str, vocab_size: int, experts: int = 4, top_k: int = 2, **overrides):
     """A 2-block mixture-of-experts model of `family` (qwen3_moe, mixtral, qwen2_moe, gpt_oss,
     ...) in transformers 5's fused-experts layout: `experts` experts, `top_k` per token."""
@@ -108,8 +116,9 @@ def tiny_moe_config(family: str, vocab_size: int, experts: int = 4, top_k: int =
                     moe_intermediate_size=32, shared_expert_intermediate_size=32,
                     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                     head_dim=16, max_position_embeddings=256, num_experts=experts,
-                    num_local_experts=experts, num_experts_per_tok=top_k,
+                    num_local_experts=experts, n_routed_experts=experts, num_experts_per_tok=top_k,
                     tie_word_embeddings=False, decoder_sparse_step=1, mlp_only_layers=[])
+    settings.update(FAMILY_SETTINGS.get(family, {}))
     settings.update(overrides)
     config = AutoConfig.for_model(family)
     for key, value in settings.items():
