@@ -4,10 +4,10 @@ from documents the calibration did not use, then merged.
 `lora` (default) trains what will be deployed: an adapted Linear computes with the effective
 weight (W + s * B A) * M, M its pruning mask (the nonzeros of W after pruning) and s = alpha /
 rank, so the loss sees the sparse model, and the merge W <- (W + s * B A) * M keeps every zero.
-`lora_dense` is the Wanda repository's protocol (lora_ft): W x + s * B A x with the adapter kept
-apart, so the evaluated model is dense; the results say so. The masked product is not an
-additive adapter, which is why this is plain torch rather than peft's LoRA layer (the dense
-mode computes what peft's does: A Kaiming-uniform, B zero, no dropout).
+`lora_dense` is the Wanda repository's protocol (lora_ft): peft's LoRA layer, W x + s * B A x with
+the adapter kept apart, so the evaluated model is dense; the results say so. The masked product is
+not an additive adapter, which peft's layer is, so the default mode is a small torch module that
+initialises as peft does (A Kaiming-uniform, B zero, no dropout).
 
 Training is resumable: every `recover_every` steps the adapters, the optimizer and the losses
 go to `recovery_<method>.ckpt` in --save (written whole); a run that finds a checkpoint of the
@@ -40,60 +40,72 @@ def adapted(linears: dict[str, nn.Linear], targets: tuple[str, ...]) -> dict[str
     return {n: m for n, m in linears.items() if n.rsplit(".", 1)[-1] in targets}
 
 
-class LoRALinear(nn.Module):
-    """A frozen Linear plus s * B A; with a mask, the effective weight is masked too."""
+class MaskedLoRALinear(nn.Module):
+    """A frozen Linear whose effective weight is (W + s * B A) * M, M the nonzeros of W."""
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, masked: bool):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
         super().__init__()
-        self.base = base
+        self.base_layer = base
         self.scale = alpha / rank
-        self.register_buffer("mask", base.weight.detach() != 0 if masked else None)
+        self.register_buffer("mask", base.weight.detach() != 0)
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=torch.float32,
                                                device=base.weight.device))
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=torch.float32,
                                                device=base.weight.device))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
 
+    def get_base_layer(self) -> nn.Linear:  # the name peft's layers answer to
+        return self.base_layer
+
     def delta(self) -> torch.Tensor:
-        return (self.scale * (self.lora_B @ self.lora_A)).to(self.base.weight.dtype)
+        return (self.scale * (self.lora_B @ self.lora_A)).to(self.base_layer.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mask is not None:
-            weight = self.base.weight + self.delta() * self.mask
-            return nn.functional.linear(x, weight, self.base.bias)
-        low = nn.functional.linear(nn.functional.linear(x.to(self.lora_A.dtype), self.lora_A),
-                                   self.lora_B)
-        return self.base(x) + (self.scale * low).to(x.dtype)
+        weight = self.base_layer.weight + self.delta() * self.mask
+        return nn.functional.linear(x, weight, self.base_layer.bias)
 
     @torch.no_grad()
     def merged(self) -> torch.Tensor:
-        """W + s * B A, masked when training was: the weight to deploy."""
-        delta = self.delta()
-        return self.base.weight + (delta * self.mask if self.mask is not None else delta)
+        """(W + s * B A) * M: the weight to deploy, with every zero of the mask."""
+        return self.base_layer.weight + self.delta() * self.mask
+
+
+def factors(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """The trainable (A, B) of an adapted Linear, ours or peft's."""
+    if isinstance(module, MaskedLoRALinear):
+        return module.lora_A, module.lora_B
+    return module.lora_A["default"].weight, module.lora_B["default"].weight
 
 
 def attach(model: nn.Module, linears: dict[str, nn.Linear], plan: RecoveryPlan
-           ) -> dict[str, LoRALinear]:
-    """Replace each Linear (by its name in the model) with a LoRALinear around it; the adapters
-    are then the model's only trainable parameters."""
+           ) -> dict[str, nn.Module]:
+    """Wrap each Linear (by its name in the model) in an adapter: masked (lora) or peft's LoRA
+    layer (lora_dense). The adapters are then the model's only trainable parameters."""
     for param in model.parameters():
         param.requires_grad_(False)
+    if plan.mode == "lora_dense":
+        from peft import LoraConfig, inject_adapter_in_model
+
+        inject_adapter_in_model(LoraConfig(r=plan.rank, lora_alpha=plan.alpha, lora_dropout=0.0,
+                                           bias="none", target_modules=list(linears)), model)
+        return {name: model.get_submodule(name) for name in linears}
     wrapped = {}
     for name, linear in linears.items():
         owner, _, leaf = name.rpartition(".")
-        module = LoRALinear(linear, plan.rank, plan.alpha, plan.mode == "lora")
+        module = MaskedLoRALinear(linear, plan.rank, plan.alpha)
         setattr(model.get_submodule(owner), leaf, module)
         wrapped[name] = module
     return wrapped
 
 
-def detach(model: nn.Module, wrapped: dict[str, LoRALinear], merge: bool) -> None:
-    """Put the plain Linears back, with the merged weights when `merge`."""
+def detach(model: nn.Module, wrapped: dict[str, nn.Module], merge: bool) -> None:
+    """Put the plain Linears back, with the merged (masked) weights when `merge`."""
     for name, module in wrapped.items():
+        base = module.get_base_layer()
         if merge:
-            module.base.weight.data.copy_(module.merged())
+            base.weight.data.copy_(module.merged())
         owner, _, leaf = name.rpartition(".")
-        setattr(model.get_submodule(owner), leaf, module.base)
+        setattr(model.get_submodule(owner), leaf, base)
 
 
 class Windows:
@@ -127,12 +139,12 @@ def _checkpoint_path(save: str, method: str) -> Path:
     return Path(save) / f"recovery_{method}.ckpt"
 
 
-def train(model: nn.Module, wrapped: dict[str, LoRALinear], windows: Windows,
+def train(model: nn.Module, wrapped: dict[str, nn.Module], windows: Windows,
           plan: RecoveryPlan, save: str, method: str, config: dict) -> list[float]:
     """The training loop; returns the loss of every step (resumed ones included)."""
     from lib import writes
 
-    params = [p for m in wrapped.values() for p in (m.lora_A, m.lora_B)]
+    params = [p for m in wrapped.values() for p in factors(m)]
     optimizer = torch.optim.AdamW(params, lr=plan.lr, weight_decay=0.0)
     losses: list[float] = []
     ckpt_path = _checkpoint_path(save, method)
@@ -141,11 +153,11 @@ def train(model: nn.Module, wrapped: dict[str, LoRALinear], windows: Windows,
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         if state["identity"] == identity:
             for name, module in wrapped.items():
-                module.lora_A.data.copy_(state["adapters"][name][0])
-                module.lora_B.data.copy_(state["adapters"][name][1])
+                for param, saved in zip(factors(module), state["adapters"][name]):
+                    param.data.copy_(saved)
             optimizer.load_state_dict(state["optimizer"])
             losses = list(state["losses"])
-    device = next(iter(wrapped.values())).lora_A.device
+    device = params[0].device
     progress = tqdm(range(len(losses), plan.steps), desc=f"recovery ({plan.mode})",
                     initial=len(losses), total=plan.steps)
     with torch.enable_grad():
@@ -160,7 +172,7 @@ def train(model: nn.Module, wrapped: dict[str, LoRALinear], windows: Windows,
             if (step + 1) % plan.every == 0 and step + 1 < plan.steps:
                 state = {"identity": identity, "losses": losses,
                          "optimizer": optimizer.state_dict(),
-                         "adapters": {n: (m.lora_A.data, m.lora_B.data)
+                         "adapters": {n: tuple(p.data for p in factors(m))
                                       for n, m in wrapped.items()}}
                 writes.atomic_write_bytes(ckpt_path, lambda f: torch.save(state, f))
                 writes.kill_point(f"recovery_step_{step + 1}")

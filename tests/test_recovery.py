@@ -59,20 +59,29 @@ def test_training_sees_the_masked_model_the_merge_gives(tiny_llama_dir, tmp_path
         recovery.detach(model, wrapped, merge=True)
         merged = model(ids).logits
     assert torch.allclose(trained, merged, rtol=1e-4, atol=1e-5)
-    assert any(not torch.equal(m.lora_B, torch.zeros_like(m.lora_B)) for m in wrapped.values())
+    assert any(recovery.factors(m)[1].abs().sum() > 0 for m in wrapped.values())
     for name, linear in linears.items():  # every zero of the mask still zero, no other zero
         assert torch.equal(linear.weight == 0, ~masks[name]), name
 
 
-def test_dense_mode_is_the_plain_adapter_sum(tiny_llama_dir):
+def test_dense_mode_is_peft_lora_the_plain_adapter_sum(tiny_llama_dir):
+    """lora_dense is peft's LoRA layer: x W^T + b + (alpha / rank) x A^T B^T, recomputed here from
+    the factors; its effective weight is dense."""
     model, linears = pruned_tiny(tiny_llama_dir)
     name, linear = next(iter(linears.items()))
-    module = recovery.LoRALinear(linear, 4, 8.0, masked=False)
-    torch.nn.init.normal_(module.lora_B)
+    weight, bias = linear.weight.detach().clone(), linear.bias
+    wrapped = recovery.attach(model, {name: linear}, plan("lora_dense"))
+    module = wrapped[name]
+    a, b = recovery.factors(module)
+    assert torch.equal(b, torch.zeros_like(b))  # initialised as the masked adapter is
+    torch.nn.init.normal_(b)
     x = torch.randn(3, linear.in_features)
-    expected = x @ linear.weight.T + 2.0 * (x @ module.lora_A.T @ module.lora_B.T)
+    expected = x @ weight.T + 2.0 * (x @ a.T @ b.T) + (0 if bias is None else bias)
     assert torch.allclose(module(x), expected, rtol=1e-5, atol=1e-6)
-    assert (module.merged() != 0).float().mean() > 0.99  # dense: the zeros are gone
+    assert [p for p in model.parameters() if p.requires_grad] == [a, b]
+    assert ((weight + 2.0 * b @ a) != 0).float().mean() > 0.99  # dense: the zeros are gone
+    recovery.detach(model, wrapped, merge=False)
+    assert model.get_submodule(name) is linear
 
 
 @pytest.mark.parametrize("mode", ["lora", "lora_dense"])
