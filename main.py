@@ -9,29 +9,29 @@ from __future__ import annotations
 import logging
 import sys
 
-from lib.cli import build_parser
-from lib.errors import UserError
+from lib.run.cli import build_parser
+from lib.run.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
     try:
-        from lib.plan import plan_run
+        from lib.run.plan import plan_run
 
         plan = plan_run(args)
         if plan.already_done:
             print(f"skip: {plan.save}/results_{plan.method_name}.json already holds this "
                   "configuration's finished results", flush=True)
             return 0
-        from lib.pipeline import run
+        from lib.run.pipeline import run
 
         return run(plan)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     finally:
-        from lib.writes import release_locks
+        from lib.io.writes import release_locks
 
         release_locks()  # a process ends with its locks anyway; a caller in-process goes on
 

@@ -6,7 +6,7 @@ token windows; in one process, in alternating order, repeated:
   forward = the model's own forward over the windows, one at a time (its default experts
             implementation);
   stats   = capture the first block's inputs, then every block's statistics pass (Wanda's norm
-            hooks on the Linears, each expert fed its routed tokens by lib/experts.py's tap),
+            hooks on the Linears, each expert fed its routed tokens by lib/arch/experts.py's tap),
             its outputs feeding the next block, as in OWL's dense pass and the first of a
             pruning run's two passes per block;
   all     = the same with --moe_calibration all (every token through every expert).
@@ -27,9 +27,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from lib.layerwrapper import WrappedGPT  # noqa: E402
-from lib.prune import BlockWalk  # noqa: E402
 from tiny_models import tiny_moe_config  # noqa: E402
+
+from lib.pruning.replay import BlockWalk  # noqa: E402
+from lib.stats.layerwrapper import WrappedGPT  # noqa: E402
 
 
 def main() -> None:

@@ -27,11 +27,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import data, machine, models, sources  # noqa: E402
-from lib.methods import METHODS  # noqa: E402
-from lib.prune import prune_model  # noqa: E402
-from lib.replay import capture_block_inputs, run_block  # noqa: E402
-from lib.sparsity import parse_sparsity  # noqa: E402
+from lib.arch.blocks import decoder_layers  # noqa: E402
+from lib.io import (
+    data,
+    models,
+    sources,  # noqa: E402
+)
+from lib.pruning.methods import METHODS  # noqa: E402
+from lib.pruning.prune import prune_model  # noqa: E402
+from lib.pruning.replay import capture_block_inputs, run_block  # noqa: E402
+from lib.pruning.sparsity import parse_sparsity  # noqa: E402
+from lib.run import machine
 
 CANDIDATES = ("wanda_idf", "wanda_spiky", "wanda_select")
 
@@ -41,7 +47,7 @@ def floor_passes(model, samples) -> None:
     captured = capture_block_inputs(model, samples)
     inps = captured.hidden
     outs = torch.empty_like(inps)
-    for index, block in enumerate(models.decoder_layers(model)):
+    for index, block in enumerate(decoder_layers(model)):
         kwargs = captured.kwargs_for(index, inps.device)
         run_block(block, inps, kwargs, outs)
         run_block(block, inps, kwargs, outs)
@@ -88,7 +94,7 @@ def main() -> int:
     p.add_argument("--methods", default=",".join(CANDIDATES))
     args = p.parse_args()
 
-    from lib.plan import resolve_device, resolve_dtype
+    from lib.run.plan import resolve_device, resolve_dtype
 
     device = torch.device(resolve_device(args.device))
     dtype = getattr(torch, resolve_dtype(args.dtype, str(device)))

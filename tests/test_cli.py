@@ -9,8 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import main
-from lib.methods import METHODS
-from lib.prune import find_linears
+from lib.pruning.methods import METHODS
+from lib.pruning.prune import find_linears
 
 FAST = ["--nsamples", "4", "--seqlen", "32", "--eval_windows", "3"]
 
@@ -150,9 +150,8 @@ def test_bad_paths_and_context(tiny_llama_dir, tmp_path, data_dir, capsys):
 
 
 def test_unsupported_architecture(tmp_path, tokenizer, data_dir, capsys):
-    from transformers import GPT2Config
-
     import tiny_models
+    from transformers import GPT2Config
 
     config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64)
     tiny_models.save_tiny_model(config, tokenizer, tmp_path / "gpt2")

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 import torch
 
-from lib import data
-from lib.errors import UserError
+from lib.io import data
+from lib.run.errors import UserError
 
 WIKITEXT_TEST_JOINED_SHA256 = "696cca6b65a171b0a358a4be6732cdfdf2dd6164a32e20fd70e3c13fc4dfae83"
 
@@ -63,8 +63,9 @@ def test_missing_offline_files_named(tmp_path):
 
 def test_token_cache_gives_what_tokenizing_gives_and_tells_tokenizers_apart(
         tmp_path, monkeypatch, tokenizer):
-    from lib import embedded
     import tiny_models
+
+    from lib.io import embedded
 
     monkeypatch.setattr(embedded, "CACHE_ROOT", tmp_path)
     text = "\n\n".join(["= Title =", " A line of text , with 12 numbers .", "", "Ünïcode ok"]) * 50

@@ -5,9 +5,9 @@ import hashlib
 
 import pytest
 
-from lib import embedded
-from lib.embedded import EMBEDDED, EmbeddedModel
-from lib.errors import UserError
+from lib.io import embedded
+from lib.io.embedded import EMBEDDED, EmbeddedModel
+from lib.run.errors import UserError
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_missing_packages_are_named(monkeypatch):
 def test_qwen_alias_resolves_to_its_checked_gguf():
     """The 22 chunk packages assemble into the GGUF the issue names (size and SHA-256, checked
     on assembly), with the header of a 28-block qwen2 model."""
-    from lib import sources
+    from lib.io import sources
 
     source = sources.resolve_model("qwen2.5-coder-1.5b")
     path = embedded.CACHE_ROOT / "gguf" / source.gguf_file

@@ -5,7 +5,7 @@ import math
 import torch
 from transformers import AutoModelForCausalLM
 
-from lib.eval import perplexity
+from lib.evaluation.perplexity import perplexity
 
 
 def test_perplexity_matches_direct_loop(tiny_llama_dir):

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_replay import (
+    direct_sequential_wanda_masks,
+    last_block_outputs,
+    replayed_outputs,
+)
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from lib import data
-from lib.methods import METHODS
-from lib.models import decoder_layers
-from lib.prune import find_linears, prune_model
-from lib.sparsity import parse_sparsity
-from test_replay import direct_sequential_wanda_masks, last_block_outputs, replayed_outputs
+from lib.arch.blocks import decoder_layers
+from lib.io import data
+from lib.pruning.methods import METHODS
+from lib.pruning.prune import find_linears, prune_model
+from lib.pruning.sparsity import parse_sparsity
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import sys, torch
 sys.path.insert(0, sys.argv[1])
-from lib import machine
+from lib.run import machine
 cpu = torch.device("cpu")
 held = [torch.randn(100, 1000) for _ in range(1000)]
 del held

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lib import masks
+from lib.pruning import masks
 
 
 def brute_row(score, ratio):

@@ -8,21 +8,27 @@ import math
 from collections import defaultdict
 
 import pytest
+import tiny_models
 import torch
 from safetensors.torch import load_file
+from test_cli import FAST, error_line, load_results
 from torch import nn
 from transformers import AutoModelForCausalLM
 
 import main
-import tiny_models
-from lib.errors import UserError
-from lib.experts import MOE_CALIBRATION, ExpertsTap, fused_names, is_fused_experts
-from lib.layerwrapper import HessianWrappedGPT, WrappedGPT
-from lib.matrices import block_parts, routed_record
-from lib.methods import METHODS
-from lib.prune import BlockWalk, prune_model
-from lib.sparsity import Sparsity
-from test_cli import FAST, error_line, load_results
+from lib.arch.experts import (
+    MOE_CALIBRATION,
+    ExpertsTap,
+    fused_names,
+    is_fused_experts,
+)
+from lib.arch.matrices import block_parts, routed_record
+from lib.pruning.methods import METHODS
+from lib.pruning.prune import prune_model
+from lib.pruning.replay import BlockWalk
+from lib.pruning.sparsity import Sparsity
+from lib.run.errors import UserError
+from lib.stats.layerwrapper import HessianWrappedGPT, WrappedGPT
 
 # fused layouts: concatenated gate/up (qwen3_moe, mixtral with its renamed legacy checkpoint,
 # olmoe), shared experts and their gate (qwen2_moe), shared experts beside a grouped router
@@ -103,7 +109,7 @@ DENSE_BY_DESIGN = {
 def test_replayed_blocks_match_the_models_own_forward(family):
     """Each block run on the inputs captured for it gives what the model's own forward gives,
     as for the dense families (tests/test_replay.py)."""
-    from test_replay import last_block_outputs, replayed_outputs, random_samples
+    from test_replay import last_block_outputs, random_samples, replayed_outputs
 
     model = build(family)
     calib = random_samples(model)

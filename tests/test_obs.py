@@ -5,13 +5,14 @@ import logging
 
 import pytest
 import torch
-
-from lib import masks, obs
-from lib.errors import UserError
-from lib.layerwrapper import HessianWrappedGPT
-from lib.methods import METHODS
 from tiny_models import option_settings
-from lib.sparsity import parse_sparsity
+
+from lib.pruning import masks, obs
+from lib.pruning.methods import METHODS
+from lib.pruning.sparsity import parse_sparsity
+from lib.run.errors import UserError
+from lib.stats import hessian as hess
+from lib.stats.layerwrapper import HessianWrappedGPT
 
 
 def correlated_inputs(tokens: int, cols: int, seed: int) -> torch.Tensor:
@@ -75,7 +76,7 @@ def test_obs_update_is_the_least_squares_solution_when_pruned_columns_come_first
     x = correlated_inputs(400, 10, seed=4).double()
     weight = torch.randn(3, 10, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     hessian = 2 * x.t() @ x / 400
-    hinv = obs.inverse_cholesky(hessian.float(), percdamp=0.0).double()
+    hinv = hess.inverse_cholesky(hessian.float(), percdamp=0.0).double()
     mask = torch.zeros(3, 10, dtype=torch.bool)
     mask[:, :4] = True
     got = obs.obs_prune(weight.clone(), hinv, parse_sparsity("unstructured", 0.4, False),
@@ -117,22 +118,22 @@ def test_iterative_ablations_choose_each_block_on_updated_weights(method):
 
 def test_cholesky_failure_retries_with_more_damping(caplog):
     hessian = torch.tensor([[1.0, 3.0], [3.0, 1.0]])  # eigenvalues -2 and 4
-    with caplog.at_level(logging.WARNING, logger="lib.obs"):
-        upper = obs.inverse_cholesky(hessian, name="demo")
+    with caplog.at_level(logging.WARNING, logger="lib.stats.hessian"):
+        upper = hess.inverse_cholesky(hessian, name="demo")
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 3 and "demo" in retries[0].getMessage()  # 0.01, 0.1, 1 fail; 10 works
     damped = hessian + 10 * torch.eye(2)
     assert torch.allclose(upper.t() @ upper, torch.linalg.inv(damped), atol=1e-6)
-    with pytest.raises(obs.HessianError, match="calibration samples"):
-        obs.inverse_cholesky(-torch.eye(3))  # negative diagonal: damping only makes it worse
+    with pytest.raises(hess.HessianError, match="calibration samples"):
+        hess.inverse_cholesky(-torch.eye(3))  # negative diagonal: damping only makes it worse
 
 
 def test_non_finite_hessian_is_one_user_error_not_a_retry_loop(caplog):
     hessian = torch.eye(3)
     hessian[1, 2] = float("nan")
-    with caplog.at_level(logging.WARNING, logger="lib.obs"):
+    with caplog.at_level(logging.WARNING, logger="lib.stats.hessian"):
         with pytest.raises(UserError, match="inf/NaN.*--dtype"):
-            obs.inverse_cholesky(hessian, name="demo")
+            hess.inverse_cholesky(hessian, name="demo")
     assert not caplog.records
 
 
@@ -151,7 +152,7 @@ def test_factoring_in_place_matches_a_copy_and_frees_the_hessian():
     damped += 0.01 * torch.diagonal(damped).mean() * torch.eye(64, dtype=torch.float64)
     assert torch.allclose((upper.t() @ upper).double(), torch.linalg.inv(damped),
                           rtol=1e-3, atol=1e-4 * float(torch.linalg.inv(damped).abs().max()))
-    assert torch.equal(upper, obs.inverse_cholesky(hessian))
+    assert torch.equal(upper, hess.inverse_cholesky(hessian))
 
 
 def test_nm_groups_wider_than_a_block_still_meet_the_pattern():

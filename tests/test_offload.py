@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import FAST, error_line, load_results
 
 import main
-from lib.methods import METHODS
-from test_cli import FAST, error_line, load_results
+from lib.pruning.methods import METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""LoRA recovery after pruning (lib/recovery.py): the loss falls, training sees the masked model
+"""LoRA recovery after pruning (lib/recovery/lora.py): the loss falls, training sees the masked model
 that the merge produces, every zero survives the merge, a resumed run ends where an
 uninterrupted one does, and bad flags end in one line."""
 from __future__ import annotations
@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import FAST, error_line, load_results
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import main
-from lib import recovery
-from lib.matrices import block_parts
-from lib.recovery_plan import RecoveryPlan
-from test_cli import FAST, error_line, load_results
+from lib.arch.matrices import block_parts
+from lib.recovery import lora as recovery
+from lib.recovery.plan import RecoveryPlan
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ["--recover_steps", "12", "--recover_batch", "2", "--recover_seqlen", "32",
@@ -41,7 +41,7 @@ def plan(mode="lora", steps=8) -> RecoveryPlan:
 
 
 def windows(tokenizer, data_dir, p) -> recovery.Windows:
-    from lib import data
+    from lib.io import data
 
     return recovery.Windows(data.c4_documents(data_dir)[:200], set(), tokenizer, p)
 

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_cli import FAST, error_line, run_cli
 
 import main
-from lib import hub, models
-from lib.cli import build_parser
-from lib.embedded import EMBEDDED
-from test_cli import FAST, error_line, run_cli
+from lib.io import hub, models
+from lib.io.embedded import EMBEDDED
+from lib.run.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lib.methods import METHODS
-from lib.models import decoder_layers
-from lib.prune import find_linears, prune_model
-from lib.replay import capture_block_inputs, run_block
-from lib.sparsity import parse_sparsity
+from lib.arch.blocks import decoder_layers
+from lib.pruning.methods import METHODS
+from lib.pruning.prune import find_linears, prune_model
+from lib.pruning.replay import capture_block_inputs, run_block
+from lib.pruning.sparsity import parse_sparsity
 
 FAMILIES = ["llama", "opt", "gemma2", "gemma3"]
 SEQLEN = 64

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-
-from lib import layer_sparsity
-from lib.methods import METHODS
 from test_cli import check_exact_run, error_line, load_results, run_cli
 from tiny_models import option_settings
+
+from lib.pruning import layer_sparsity
+from lib.pruning.methods import METHODS
 
 
 class NormStat:

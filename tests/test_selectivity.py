@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
-
-from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
-from lib.loghist import LogHistogram, exact_quantile
-from lib.methods import METHODS
 from tiny_models import option_settings
+
+from lib.pruning.methods import METHODS
+from lib.stats.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
+from lib.stats.loghist import LogHistogram, exact_quantile
 
 
 def planted_batches(seed=0, samples=6, tokens=400, columns=48):
@@ -82,7 +82,7 @@ def test_histogram_mode_within_bounds_of_exact(q, f, zoom):
 
 
 def test_histogram_memory_does_not_grow_with_tokens(monkeypatch):
-    from lib import layerwrapper
+    from lib.stats import layerwrapper
 
     monkeypatch.setattr(layerwrapper, "PENDING_VALUES", 16 * 2500)
     stat = SelectivityWrappedGPT(16, torch.device("cpu"), quantile=0.6)
@@ -99,7 +99,7 @@ def test_histogram_memory_does_not_grow_with_tokens(monkeypatch):
 def test_subsample_takes_rotating_rows_and_buffering_changes_nothing(monkeypatch, sample):
     """The histogram sees every `sample`-th token (offset = batch index mod sample), exactly
     those rows however the buffer splits them; the norm and T use every token."""
-    from lib import layerwrapper
+    from lib.stats import layerwrapper
 
     batches = list(planted_batches(seed=4, samples=7, tokens=301))
     rows = torch.cat([b.reshape(-1, 48)[i % sample::sample] for i, b in enumerate(batches)])
@@ -185,7 +185,7 @@ def test_floor_keeps_massive_channel_alive():
 
 @pytest.mark.parametrize("pending_tokens", [None, 7])  # 7: the 16-bit counts fold every 7 tokens
 def test_fused_cpu_kernel_matches_torch_ops(monkeypatch, pending_tokens):
-    from lib import loghist
+    from lib.stats import loghist
 
     if loghist._fused_add is None:
         pytest.skip("numba not installed")
@@ -260,8 +260,8 @@ def test_ties_near_the_threshold_are_not_split():
     ("wanda_spiky", ["--selectivity_floor", "2"], 2.0),
 ])
 def test_selectivity_floor_defaults_per_method(method, flag, expected, tiny_llama_dir):
-    from lib.cli import build_parser
-    from lib.plan import plan_run
+    from lib.run.cli import build_parser
+    from lib.run.plan import plan_run
 
     args = build_parser().parse_args(["--model", str(tiny_llama_dir), "--prune_method", method,
                                       "--sparsity_ratio", "0.5", *flag])
@@ -271,7 +271,7 @@ def test_selectivity_floor_defaults_per_method(method, flag, expected, tiny_llam
 def test_zoom_window_holds_the_first_batch_threshold_when_channels_differ():
     """The window's centre comes from a strided subsample; a stride sharing a factor with
     the channel count would see only some channels (here: only the quiet even ones)."""
-    from lib.loghist import LogHistogram
+    from lib.stats.loghist import LogHistogram
 
     gen = torch.Generator().manual_seed(8)
     x = torch.rand(2048, 64, generator=gen) + 0.5

@@ -8,8 +8,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import main
-from lib import masks
-from lib.prune import find_linears
+from lib.pruning import masks
+from lib.pruning.prune import find_linears
 
 pytestmark = pytest.mark.slow
 
@@ -47,9 +47,10 @@ def test_dense_beats_wanda_beats_magnitude(smollm2_dir, tmp_path, data_dir):
 
 def test_histogram_statistics_on_real_activations(smollm2_dir, data_dir):
     """Bounded-memory statistics vs the exact definitions on SmolLM2 layers 0, 15 and 29."""
-    from lib import data
-    from lib.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
     from transformers import AutoTokenizer
+
+    from lib.io import data
+    from lib.stats.layerwrapper import ExactSelectivityWrappedGPT, SelectivityWrappedGPT
 
     model = AutoModelForCausalLM.from_pretrained(smollm2_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)

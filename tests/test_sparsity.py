@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from lib.errors import UserError
-from lib.sparsity import parse_sparsity
+from lib.pruning.sparsity import parse_sparsity
+from lib.run.errors import UserError
 
 
 @pytest.mark.parametrize("kind,ratio,n,m,expected", [

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from transformers import AutoModelForCausalLM
 
-from lib.layerwrapper import InputStatsCollector, WrappedGPT
-from lib.matrices import block_parts
+from lib.arch.matrices import block_parts
+from lib.stats.layerwrapper import InputStatsCollector, WrappedGPT
 
 
 def test_wrapped_gpt_matches_direct_norms():

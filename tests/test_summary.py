@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lib import summary
+from lib.sweeps import summary
 
 ROOT = Path(__file__).resolve().parents[1]
 

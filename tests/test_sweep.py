@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lib import summary
+from lib.sweeps import summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_selectivity_experiments.sh"
@@ -19,7 +19,7 @@ SCRIPT = ROOT / "scripts" / "run_selectivity_experiments.sh"
 
 def tree(out_root: Path, model_dir, nsamples: int = 2, *extra: str) -> Path:
     """Where a sweep of this file's budget puts its runs: <out_root>/<model>/<budget>."""
-    from lib.sweep import budget_dir
+    from lib.sweeps.sweep import budget_dir
 
     return out_root / budget_dir(str(model_dir), ["--nsamples", str(nsamples), "--seqlen", "32",
                                                   "--eval_windows", "2", *extra])
@@ -206,8 +206,8 @@ def test_plot_stats_draws_a_stats_file_and_refuses_others(tmp_path):
 
 
 def test_entries_parse_and_reject():
-    from lib.entries import parse_entry, parse_seeds, split_entries
-    from lib.errors import UserError
+    from lib.run.errors import UserError
+    from lib.sweeps.entries import parse_entry, parse_seeds, split_entries
 
     entry = parse_entry("wanda_select:spiky_power=0.5,idf_power=0.25")
     assert entry.method == "wanda_select" and entry.label == \
@@ -230,9 +230,9 @@ def test_entries_parse_and_reject():
 
 
 def test_entries_take_every_declared_option_and_levels_plan_seed_by_seed():
-    from lib.entries import parse_entry
-    from lib.errors import UserError
-    from lib.sweep import parse_args, planned_runs
+    from lib.run.errors import UserError
+    from lib.sweeps.entries import parse_entry
+    from lib.sweeps.sweep import parse_args, planned_runs
 
     owl = parse_entry("wanda:layer_sparsity=owl,owl_lambda=0.1")
     assert owl.flags() == ["--prune_method", "wanda", "--layer_sparsity", "owl",

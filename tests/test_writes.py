@@ -1,5 +1,5 @@
 """What a run writes: it never replaces what it did not write, two runs never write one folder,
-and files and model folders appear whole or not at all (lib/writes.py)."""
+and files and model folders appear whole or not at all (lib/io/writes.py)."""
 from __future__ import annotations
 
 import json
@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import FAST, error_line, load_results
 
 import main
-from lib import writes
-from test_cli import FAST, error_line, load_results
+from lib.io import writes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def test_a_second_run_into_a_locked_folder_is_refused(tiny_llama_dir, tmp_path, 
     save = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
-         "from lib import writes; writes.lock_results_dir(sys.argv[2]); print('locked', "
+         "from lib.io import writes; writes.lock_results_dir(sys.argv[2]); print('locked', "
          "flush=True); time.sleep(60)", str(ROOT), str(save)], stdout=subprocess.PIPE,
         text=True)
     try:
@@ -106,7 +106,7 @@ def test_a_second_run_into_a_locked_folder_is_refused(tiny_llama_dir, tmp_path, 
 WRITER = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from lib import results
+from lib.run import results
 for i in range(200):
     results.write_json(sys.argv[2], "results_x.json", {"writer": sys.argv[3], "i": i,
                                                        "pad": "x" * 5000})
@@ -138,7 +138,7 @@ def test_an_output_under_a_file_is_refused_at_planning(tiny_llama_dir, tmp_path,
 
 def test_a_results_file_that_is_not_a_record_ends_in_one_line(tiny_llama_dir, tmp_path,
                                                                data_dir, capsys):
-    from lib import summary
+    from lib.sweeps import summary
 
     save = tmp_path / "out"
     save.mkdir()
@@ -188,7 +188,7 @@ def test_a_wikitext_file_that_is_not_utf8_ends_in_one_line(tiny_llama_dir, tmp_p
 
 
 def test_a_damaged_token_cache_entry_is_made_again(tokenizer, tmp_path, monkeypatch):
-    from lib import data, embedded
+    from lib.io import data, embedded
 
     monkeypatch.setattr(embedded, "CACHE_ROOT", tmp_path)
     first = data.cached_token_ids(tokenizer, "some text to tokenize " * 20)
@@ -202,7 +202,7 @@ def test_a_damaged_token_cache_entry_is_made_again(tokenizer, tmp_path, monkeypa
 
 @pytest.mark.slow
 def test_a_truncated_gguf_says_it_is_truncated(tmp_path, data_dir, capsys):
-    from lib import sources
+    from lib.io import sources
 
     whole = sources.resolve_model("smollm2-135m")
     data = (Path(whole.path) / whole.gguf_file).read_bytes()
@@ -214,7 +214,7 @@ def test_a_truncated_gguf_says_it_is_truncated(tmp_path, data_dir, capsys):
 
 
 def test_a_killed_sweep_driver_takes_its_run_with_it(tmp_path):
-    """The driver (lib.runner.run_logged in a process of its own) starts a long child and is
+    """The driver (lib.sweeps.runner.run_logged in a process of its own) starts a long child and is
     killed with SIGKILL: the child ends too, and what it printed is in its log."""
     import os
     import signal
@@ -223,7 +223,7 @@ def test_a_killed_sweep_driver_takes_its_run_with_it(tmp_path):
     child = "import os, sys, time; sys.stdout.write(f'child {os.getpid()}\\n'); time.sleep(120)"
     driver = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-         "from pathlib import Path; from lib.runner import run_logged; "
+         "from pathlib import Path; from lib.sweeps.runner import run_logged; "
          "run_logged([sys.executable, '-c', sys.argv[2]], Path(sys.argv[3]), Path('.'))",
          str(ROOT), child, str(tmp_path / "run.log")], stdout=subprocess.PIPE, text=True)
     line = driver.stdout.readline()
@@ -267,7 +267,7 @@ def test_skip_if_done_reruns_when_a_data_file_changed(tiny_llama_dir, tmp_path, 
 
 def test_a_rerun_keeps_the_finished_record_until_its_own_result(tiny_llama_dir, tmp_path,
                                                                data_dir, monkeypatch):
-    from lib import pipeline
+    from lib.run import pipeline
 
     save = tmp_path / "out"
     assert run(tiny_llama_dir, save, data_dir) == 0
@@ -288,7 +288,7 @@ def test_a_full_disk_says_so_and_keeps_the_previous_file(tmp_path, monkeypatch):
     import errno
     import io
 
-    from lib.errors import UserError
+    from lib.run.errors import UserError
 
     path = tmp_path / "results_x.json"
     writes.atomic_write_text(path, '{"old": 1}')
@@ -337,7 +337,7 @@ def test_a_damaged_converted_copy_is_made_again(tmp_path, caplog):
 
     import torch
 
-    from lib import models, sources
+    from lib.io import models, sources
 
     source = dataclasses.replace(sources.resolve_model("smollm2-135m"),
                                  converted=str(tmp_path / "converted"))

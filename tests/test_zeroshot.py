@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from local_tasks import CAPITALS, write_capitals_task
 
 import main
-from lib import zeroshot
-from local_tasks import CAPITALS, write_capitals_task
+from lib.evaluation import zeroshot
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--seqlen", "64", "--eval_windows", "1"]

@@ -83,7 +83,7 @@ def save_tiny_model(config, tokenizer, out_dir: Path, seed: int = 0) -> Path:
 def embedded_hf_dir(alias: str) -> Path:
     """An embedded real model as a plain HF directory: the converted copy the alias loads from
     (written once; dequantizing the GGUF takes 15-30 s, the copy loads in about a second)."""
-    from lib import models, sources
+    from lib.io import models, sources
 
     return models.ensure_converted(sources.resolve_model(alias))
 
@@ -91,8 +91,8 @@ def embedded_hf_dir(alias: str) -> Path:
 def option_settings(**overrides):
     """Every declared method option at its global default (floor 0: the faithful formulas),
     with overrides."""
-    from lib.methods import all_options
-    from lib.options import Settings
+    from lib.pruning.methods import all_options
+    from lib.run.options import Settings
 
     values = Settings({o.name: o.default for o in all_options()})
     values.update(overrides)
@@ -130,7 +130,7 @@ def tiny_moe_config(family: str, vocab_size: int, experts: int = 4, top_k: int =
 def spread_experts(model, seed: int = 0) -> None:
     """Expert weights with spread across experts and input columns (scaled rows and columns), so
     that per-expert statistics and masks differ from expert to expert."""
-    from lib.experts import fused_names, is_fused_experts
+    from lib.arch.experts import fused_names, is_fused_experts
 
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -16,7 +16,7 @@ for m in smollm2-135m gemma3-270m; do
   "$py" - "$here/$m" <<'PY'
 import sys
 from pathlib import Path
-from lib import summary
+from lib.sweeps import summary
 root = Path(sys.argv[1])
 runs = [p for p in root.rglob("results_*.json") if len(p.relative_to(root).parts) == 5]
 for group in sorted({p.parent.parent.parent for p in runs}):  # <type>/<level>/<entry>/seed<k>/

@@ -16,7 +16,7 @@ rm -rf "${here:?}/$m" && mkdir -p "$here/$m"
 "$py" - "$here/$m" "$here/verdict.md" <<'PY'
 import sys
 from pathlib import Path
-from lib import summary
+from lib.sweeps import summary
 root, verdict = Path(sys.argv[1]), Path(sys.argv[2])
 for group in sorted({p.parent.parent.parent for p in root.rglob("seed*/results_*.json")}):
     summary.write_summary([group], group)

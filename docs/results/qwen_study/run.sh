@@ -44,7 +44,7 @@ lane() {
     # main.py per entry into a fixed <type>/<level>/<entry>/seed<k> tree (the layout of the
     # first runs), so that resuming never depends on the sweep's folder layout
     for entry in ${entries//,/ }; do
-      read -r dir flags <<< "$(.venv/bin/python -c 'import sys; from lib.entries import parse_entry
+      read -r dir flags <<< "$(.venv/bin/python -c 'import sys; from lib.sweeps.entries import parse_entry
 e = parse_entry(sys.argv[1]); print(e.dirname, *e.flags(), *(["--run_name", e.label] if e.options else []))' "$entry")"
       save="$out/$m/${typ/:/-}/$lvl/$dir/seed$seed"
       mkdir -p "$save"

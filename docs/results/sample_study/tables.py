@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-from lib import summary  # noqa: E402
+from lib.sweeps import summary  # noqa: E402
 
 EVERY = ":selectivity_sample=1"
 

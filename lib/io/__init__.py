@@ -1,0 +1,1 @@
+"""Models, checkpoints and data in and out: sources, loading, saving, block offload."""

@@ -1,0 +1,1 @@
+"""The pruning engine: method table, block walker, scores, masks, OBS, layer sparsity."""

@@ -1,0 +1,1 @@
+"""Recovery fine-tuning after pruning that keeps every mask."""

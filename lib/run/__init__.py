@@ -1,0 +1,1 @@
+"""What a run decides before torch loads (plan, cli, options) and the run itself."""

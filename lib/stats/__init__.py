@@ -1,0 +1,1 @@
+"""What the calibration hooks gather on a matrix's inputs: norms, selectivity, Hessians."""

@@ -1,0 +1,1 @@
+"""Sweep tooling: entries, runners, summaries and plots."""
