@@ -3,9 +3,12 @@ or paired, and what a table leaves out or mixes is said."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from lib.sweeps import summary
 
@@ -80,3 +83,43 @@ def test_records_from_before_a_key_existed_pair_with_newer_ones(tmp_path):
     table = summary.comparison(summary.load_results([tmp_path]))
     idf = next(r for r in table if r["method"] == "wanda_idf")
     assert len(table) == 2 and idf["seeds"] == 3 and idf["diff_mean"] == -10.0
+
+
+def t_density(x: float, df: int) -> float:
+    """Student's t density, written out from its definition."""
+    scale = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+    return scale * (1 + x * x / df) ** (-(df + 1) / 2)
+
+
+def t_mass(c: float, df: int, steps: int = 20000) -> float:
+    """The probability that a t variable lies in [-c, c], by Simpson's rule."""
+    h = 2 * c / steps
+    inner = sum((4 if i % 2 else 2) * t_density(-c + i * h, df) for i in range(1, steps))
+    return h / 3 * (t_density(-c, df) + inner + t_density(c, df))
+
+
+@pytest.mark.parametrize("values", [[3.0, 5.0], [101.5, 99.25, 100.0, 104.0],
+                                    [-1e6, 2.5e6, 0.5, 7.0, 3.0], [2, 4, 9]])
+@pytest.mark.parametrize("level", [0.9, 0.95])
+def test_mean_sd_and_t_interval_match_their_definitions(values, level):
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    got_mean, got_sd = summary.mean_sd(values)
+    assert isinstance(got_mean, float)
+    assert got_mean == pytest.approx(mean, rel=1e-12) and got_sd == pytest.approx(sd, rel=1e-12)
+    low, high = summary.t_interval(values, level)
+    assert (low + high) / 2 == pytest.approx(mean, rel=1e-9, abs=1e-9)
+    c = (high - low) / 2 / (sd / math.sqrt(n))  # the half-width in standard errors
+    assert t_mass(c, n - 1) == pytest.approx(level, abs=1e-6)
+
+
+def test_one_value_has_no_spread_and_a_zero_spread_an_exact_interval():
+    assert summary.mean_sd([7.0]) == (7.0, None) and summary.t_interval([7.0]) is None
+    assert summary.t_interval([]) is None
+    assert summary.t_interval([-30.0, -30.0, -30.0]) == (-30.0, -30.0)
+
+
+def test_a_broken_models_infinite_perplexity_has_an_undefined_spread():
+    mean, sd = summary.mean_sd([math.inf, 12.0])
+    assert mean == math.inf and math.isnan(sd)

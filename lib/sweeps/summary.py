@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -91,12 +92,14 @@ def _labels(entries: list[tuple]) -> dict[tuple, str]:
 
 
 def mean_sd(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (None for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
+    """Mean and sample standard deviation (None for a single value; nan when a value is not
+    finite: a broken model's perplexity can be inf, and statistics.stdev fails on it)."""
+    mean = float(statistics.mean(values))  # float even when every value is an int
+    if len(values) < 2:
         return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    if not all(math.isfinite(v) for v in values):
+        return mean, math.nan
+    return mean, statistics.stdev(values)
 
 
 def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] | None:
@@ -107,6 +110,8 @@ def t_interval(values: list[float], level: float = 0.95) -> tuple[float, float] 
     if n < 2:
         return None
     mean, sd = mean_sd(values)
+    # the t quantile times the standard error, not t.interval: that is nan for a zero spread,
+    # and seeds that all moved by the same amount have an exact, zero-width interval
     half = t.ppf(0.5 + level / 2, n - 1) * sd / math.sqrt(n)
     return mean - half, mean + half
 
@@ -128,10 +133,10 @@ def _paired(runs: dict[int, dict], base: dict[int, dict] | None) -> dict:
     verdict = None
     if interval is not None:
         verdict = "better" if interval[1] < 0 else "worse" if interval[0] > 0 else "n.s."
-    return {"diff_mean": sum(diffs) / len(diffs),
+    return {"diff_mean": mean_sd(diffs)[0],
             "diff_ci_low": interval[0] if interval else None,
             "diff_ci_high": interval[1] if interval else None,
-            "ratio": math.exp(sum(logs) / len(logs)),
+            "ratio": math.exp(mean_sd(logs)[0]),
             "ratio_ci_low": math.exp(log_interval[0]) if log_interval else None,
             "ratio_ci_high": math.exp(log_interval[1]) if log_interval else None,
             "lower_on": f"{sum(d < 0 for d in diffs)}/{len(diffs)}", "verdict": verdict}
@@ -164,9 +169,9 @@ def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
             summaries.append({
                 "method": label, "sparsity_type": first.get("sparsity_type"),
                 "sparsity_ratio": first.get("sparsity_ratio"),
-                "actual_sparsity": sum(sparsities) / len(sparsities) if sparsities else None,
+                "actual_sparsity": mean_sd(sparsities)[0] if sparsities else None,
                 "ppl_test": mean, "ppl_sd": sd, "seeds": len(ppls),
-                "prune_seconds": sum(seconds) / len(seconds) if seconds else None,
+                "prune_seconds": mean_sd(seconds)[0] if seconds else None,
                 "nsamples": first.get("nsamples"), "seqlen": first.get("seqlen"),
                 "eval_windows_used": first.get("eval_windows_used"),
                 "setting": setting_of(first),
