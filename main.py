@@ -10,7 +10,7 @@ import logging
 import sys
 
 from lib.run.cli import build_parser
-from lib.run.errors import UserError
+from lib.run.errors import EXIT_SKIPPED, EXIT_USER_ERROR, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         if plan.already_done:
             print(f"skip: {plan.save}/results_{plan.method_name}.json already holds this "
                   "configuration's finished results", flush=True)
-            return 0
+            return EXIT_SKIPPED
         from lib.run.pipeline import run
 
         return run(plan)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return EXIT_USER_ERROR
     finally:
         from lib.io.writes import release_locks
 

@@ -33,7 +33,7 @@ from lib.io import (
     models,
     sources,  # noqa: E402
 )
-from lib.pruning.methods import METHODS  # noqa: E402
+from lib.pruning.methods import BASELINE, METHODS  # noqa: E402
 from lib.pruning.prune import prune_model  # noqa: E402
 from lib.pruning.replay import capture_block_inputs, run_block  # noqa: E402
 from lib.pruning.sparsity import parse_sparsity  # noqa: E402
@@ -70,7 +70,7 @@ def measure(fn, device, prepare=None) -> tuple[float, int, int]:
     return seconds, peak, peak - baseline
 
 
-def paired_ratios(times: dict[str, list[float]], reference: str = "wanda"
+def paired_ratios(times: dict[str, list[float]], reference: str = BASELINE
                   ) -> dict[str, tuple[float, float, float]]:
     """Median, lowest and highest of each run's time over the reference's time in the same
     repeat: a repeat's slow spell hits both, so this drifts less than the ratio of best times."""

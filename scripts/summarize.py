@@ -12,6 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lib.pruning.methods import BASELINE  # noqa: E402
 from lib.sweeps import summary  # noqa: E402
 
 
@@ -19,7 +20,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("roots", nargs="+", help="directories searched for results_*.json")
     p.add_argument("--out", default=None, help="write summary.csv/.md and the plot here")
-    p.add_argument("--baseline", default="wanda")
+    p.add_argument("--baseline", default=BASELINE)
     p.add_argument("--markdown", action="store_true", help="print markdown instead of text")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 when a results file had to be left out as unreadable")

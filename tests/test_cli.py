@@ -9,8 +9,10 @@ import torch
 from transformers import AutoModelForCausalLM
 
 import main
-from lib.pruning.methods import METHODS
+from lib.pruning.methods import DENSE, METHODS, all_options
 from lib.pruning.prune import find_linears
+from lib.run.errors import UserError
+from lib.sweeps.entries import parse_entry
 
 FAST = ["--nsamples", "4", "--seqlen", "32", "--eval_windows", "3"]
 
@@ -36,7 +38,7 @@ def check_exact_run(save, method, ratio=0.5) -> dict:
                 "prune_seconds", "peak_memory_bytes", "device", "dtype", "versions", "machine",
                 "method_options"):
         assert key in res, key
-    assert set(res["method_options"]) == {o.name for o in METHODS[method].options}
+    assert set(res["method_options"]) == {o.name for o in METHODS[method].declared_options}
     log = (save / f"log_{method}.txt").read_text().splitlines()
     assert log[0] == "method\tactual_sparsity\tppl_test"
     assert log[1].split("\t")[0] == method
@@ -172,18 +174,44 @@ def test_other_configuration_not_replaced(tiny_llama_dir, tmp_path, data_dir, ca
     assert load_results(tmp_path, "wanda")["seed"] == 1
 
 
-SELECTIVITY_METHODS = [m for m in METHODS if "idf_power" in {o.name for o in
-                                                               METHODS[m].options}]
+SELECTIVITY_METHODS = [m for m in METHODS if "selectivity_floor" in {o.name for o in
+                                                                       METHODS[m].options}]
 
 
 @pytest.mark.parametrize("method", SELECTIVITY_METHODS)
 def test_selectivity_methods_with_variant_and_options(method, tiny_llama_dir, tmp_path,
                                                       data_dir):
     assert run_cli(tiny_llama_dir, tmp_path, data_dir, "--prune_method", method,
-                   "--sparsity_ratio", "0.5", "--idf_offset", "1", "--use_variant") == 0
+                   "--sparsity_ratio", "0.5", "--selectivity_floor", "0.5", "--use_variant") == 0
     res = load_results(tmp_path, method)
     assert abs(res["actual_sparsity"] - 0.5) <= 1e-3
-    assert res["method_options"]["idf_offset"] == 1.0 and math.isfinite(res["ppl_test"])
+    assert res["method_options"]["selectivity_floor"] == 0.5 and math.isfinite(res["ppl_test"])
+
+
+FOREIGN = [(m.name, o) for m in (DENSE, *METHODS.values()) for o in all_options()
+           if o not in m.options]
+
+
+@pytest.mark.parametrize("method,option", FOREIGN, ids=[f"{m}-{o.name}" for m, o in FOREIGN])
+def test_an_option_the_method_does_not_read_is_refused(method, option, tiny_llama_dir, tmp_path,
+                                                       data_dir, capsys):
+    """On the command line and in a sweep entry alike, in one line naming the option."""
+    value = str(option.choices[-1] if option.choices else option.default)
+    ratio = ["--sparsity_ratio", "0.5"] if method != DENSE.name else []
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--save",
+                      str(tmp_path), "--prune_method", method, *ratio, option.flag, value]) == 2
+    assert option.flag in error_line(capsys)
+    with pytest.raises(UserError, match=option.name):
+        parse_entry(f"{method}:{option.name}={value}")
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_a_pruning_method_at_sparsity_0_is_refused(method, tiny_llama_dir, tmp_path, data_dir,
+                                                   capsys):
+    assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--save",
+                      str(tmp_path), "--prune_method", method]) == 2
+    assert "sparsity 0 prunes nothing" in error_line(capsys)
+    assert not list(tmp_path.iterdir())  # nothing written
 
 
 def test_save_stats_round_trip(tiny_llama_dir, tmp_path, data_dir):

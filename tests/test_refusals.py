@@ -14,6 +14,7 @@ import main
 from lib.io import hub, models
 from lib.io.embedded import EMBEDDED
 from lib.run.cli import build_parser
+from lib.run.errors import EXIT_SKIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +100,7 @@ def test_skip_decides_without_torch(tiny_llama_dir, tmp_path, data_dir):
             "print('heavy', heavy); sys.exit(rc)")
     done = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True,
                           text=True)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == EXIT_SKIPPED, done.stderr  # a skip is its exit status
     assert "skip:" in done.stdout and "heavy []" in done.stdout
 
 

@@ -13,6 +13,7 @@ from test_cli import FAST, error_line, load_results
 
 import main
 from lib.io import writes
+from lib.run.errors import EXIT_SKIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -255,7 +256,7 @@ def test_skip_if_done_reruns_when_a_data_file_changed(tiny_llama_dir, tmp_path, 
     first = load_results(tmp_path / "out", "wanda")
     assert first["data_files"]["c4"]["bytes"] == (data / "c4" / "en").iterdir().__next__(
         ).stat().st_size
-    assert main.main(argv) == 0  # skipped: same data
+    assert main.main(argv) == EXIT_SKIPPED  # same data
     assert load_results(tmp_path / "out", "wanda")["prune_seconds"] == first["prune_seconds"]
     test = data / "wikitext-2-raw" / "wiki.test.raw"
     test.write_text(test.read_text()[:len(test.read_text()) // 2])

@@ -5,13 +5,17 @@ Adding a method means writing a score function and one `Method(...)` entry in ME
 options it reads; the CLI flags, sweep keys, validation and results records derive from that
 entry, and the layer loop in lib/pruning/prune.py serves it. The table checks itself when built: a
 score may only call what its statistic (or, for blockwise updates, its ColumnSlice)
-offers. Importable without torch (scores use tensor methods).
+offers. A method owns its rules (`Method.validate`): the options it reads, and which flags and
+sparsities it accepts. `DENSE` is the method that prunes nothing. Importable without torch (scores
+use tensor methods).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from lib.pruning.sparsity import Sparsity
+from lib.run.errors import UserError
 from lib.run.options import Option, Settings, unique
 from lib.stats.layerwrapper import (
     ColumnSlice,
@@ -25,6 +29,9 @@ if TYPE_CHECKING:
 
 ScoreFn = Callable[["torch.Tensor", Any, Settings], "torch.Tensor"]
 
+BASELINE = "wanda"  # the method summaries and benchmarks compare every other method against
+OBS_BLOCK_SIZE = 128  # columns per OBS block (SparseGPT's lazy batch); lib/pruning/obs.py
+
 
 @dataclass(frozen=True)
 class Score:
@@ -37,21 +44,26 @@ class Score:
 @dataclass(frozen=True)
 class Method:
     name: str
-    score: Score
+    score: Score | None  # None: prunes nothing (DENSE)
     statistic: type | None = None  # a lib.stats.layerwrapper class; None = no calibration
     scope: str = "row"  # "row": within output rows (or N:M groups); "matrix": whole matrix;
-    #                     "block": per 128-column block on updated weights (blockwise update)
+    #                     "block": per OBS_BLOCK_SIZE columns on updated weights (blockwise)
     summary: str = ""
     score_options: tuple[Option, ...] = ()  # besides the statistic's own options
     # options whose default differs for this method, e.g. (("selectivity_floor", 1.0),)
     defaults: tuple[tuple[str, Any], ...] = ()
-    # None: zero the masked weights. Else SparseGPT's OBS update of the rest (lib/pruning/obs.py), with
-    # the mask from `score` chosen "fixed" (once, up front) or "blockwise" (re-chosen per
-    # 128-column block or N:M group on the updated weights, `score` getting a ColumnSlice)
+    # None: zero the masked weights. Else SparseGPT's OBS update of the rest (lib/pruning/obs.py),
+    # with the mask from `score` chosen "fixed" (once, up front) or "blockwise" (re-chosen per
+    # OBS block or N:M group on the updated weights, `score` getting a ColumnSlice)
     update: str | None = None
     scope_option: str | None = None  # an option that chooses the scope instead (e.g. RIA's)
+    # the declared options its score and statistic read, which a user may set (None: all);
+    # the others keep their defaults (recorded, since the statistic is built with them)
+    reads: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        if self.score is None:
+            return
         if self.update not in (None, "fixed", "blockwise"):
             raise ValueError(f"{self.name}: unknown update rule {self.update!r}")
         if (self.scope == "block") != (self.update == "blockwise"):
@@ -63,6 +75,9 @@ class Method:
             raise TypeError(f"{self.name}: its score calls {', '.join(missing)}, which {where} "
                             f"does not offer ({self.update or 'zeroing'} mode)")
         names = [o.name for o in self.options]
+        unread = set(self.reads or ()) - {o.name for o in self.declared_options}
+        if unread:
+            raise ValueError(f"{self.name}: reads options it does not declare: {sorted(unread)}")
         if self.scope_option is not None and self.scope_option not in names:
             raise ValueError(f"{self.name}: scope_option {self.scope_option} is not an option")
         unknown = [k for k, _ in self.defaults if k not in names]
@@ -70,9 +85,19 @@ class Method:
             raise ValueError(f"{self.name}: defaults for options it has not: {unknown}")
 
     @property
-    def options(self) -> tuple[Option, ...]:
+    def prunes(self) -> bool:
+        return self.score is not None
+
+    @property
+    def declared_options(self) -> tuple[Option, ...]:
+        """Every option of its statistic and score: the values a run uses and records."""
         own = self.statistic.options if self.statistic is not None else ()
         return tuple(unique((*own, *self.score_options)))
+
+    @property
+    def options(self) -> tuple[Option, ...]:
+        """The options a user may set: flags and sweep keys."""
+        return tuple(o for o in self.declared_options if self.reads is None or o.name in self.reads)
 
     def scope_for(self, settings: Settings) -> str:
         return settings[self.scope_option] if self.scope_option else self.scope
@@ -81,13 +106,58 @@ class Method:
         return dict(self.defaults).get(option.name, option.default)
 
     def settings(self, given: dict[str, Any], where: str = "") -> Settings:
-        """This method's option values: `given` where not None, else its defaults; validated."""
+        """This method's option values: `given` where it may be set and not None, else its
+        defaults; validated."""
         values = Settings()
-        for option in self.options:
-            value = given.get(option.name)
+        settable = set(self.options)
+        for option in self.declared_options:
+            value = given.get(option.name) if option in settable else None
             values[option.name] = self.default(option) if value is None else value
             option.validate(values[option.name], where)
         return values
+
+    def statistic_for(self, save_stats: bool) -> type | None:
+        """What a run gathers: the method's statistic or, to save the selectivity statistics,
+        SelectivityWrappedGPT (it offers all a norm-based statistic does); None when neither."""
+        if not save_stats:
+            return self.statistic
+        saves = self.statistic is not None and self.statistic.saves_selectivity
+        return SelectivityWrappedGPT if saves else None
+
+    def validate(self, given: dict[str, Any], sparsity: Sparsity, save_stats: bool = False
+                 ) -> Settings:
+        """A run's settings for this method, refusing in one line what does not apply to it:
+        an option of another method (`given`: every method option, None when not given), a
+        sparsity it cannot use, --use_variant outside the zeroing row-wise methods, and
+        --save_stats without a statistic that can export the selectivity statistics."""
+        saver = self.statistic_for(True) if save_stats else None
+        settable = {o.name for o in (*self.options, *(saver.options if saver else ()))}
+        for name, value in given.items():
+            if value is not None and name not in settable:
+                readers = [m.name for m in METHODS.values() if name in {o.name for o in m.options}]
+                raise UserError(f"--{name} is not an option of {self.name} (read by "
+                                f"{', '.join(readers)}); drop it or choose one of those methods")
+        if not self.prunes and sparsity.ratio > 0:
+            raise UserError("--sparsity_ratio/--sparsity_type need a --prune_method "
+                            f"({', '.join(METHODS)})")
+        if self.prunes and sparsity.ratio == 0:
+            raise UserError(f"--prune_method {self.name} at sparsity 0 prunes nothing; give "
+                            "--sparsity_ratio (e.g. 0.5) or --sparsity_type 2:4, or drop "
+                            "--prune_method to evaluate the dense model")
+        settings = self.settings(given)
+        if sparsity.variant and (not self.prunes or self.scope_for(settings) != "row"
+                                 or self.update):
+            raise UserError("--use_variant is for the zeroing row-wise methods (wanda and the "
+                            f"selectivity methods); drop it for {self.name}")
+        if save_stats:
+            if saver is None:
+                raise UserError("--save_stats needs a pruning method that gathers statistics "
+                                "(wanda or a selectivity method) and a sparsity above 0")
+            # the saved statistics read the selectivity options even when the score does not
+            extra = {o.name: given[o.name] if given.get(o.name) is not None else o.default
+                     for o in saver.options if o.name not in settings}
+            settings = Settings({**settings, **extra})
+        return settings
 
 
 def magnitude_score(weight: torch.Tensor, stat: Any, opts: Settings) -> torch.Tensor:
@@ -124,6 +194,12 @@ def selectivity_factor(sel: Any, opts: Settings, use_idf: bool,
         # relative to the median channel, so the floor means the same for every layer
         factor = (factor / factor.median().clamp_min(1e-30)).clamp_min(opts.selectivity_floor)
     return factor
+
+
+# what the histogram is gathered with, and the floor: read by every selectivity method
+SELECTIVITY_COMMON = ("selectivity_stats", "selectivity_sample", "selectivity_floor")
+READS_IDF = ("activity_quantile", "idf_offset", "idf_power")
+READS_SPIKINESS = ("spike_top_frac", "spiky_power")
 
 
 def _selectivity_score(use_idf: bool, use_spikiness: bool) -> Score:
@@ -163,34 +239,42 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("magnitude", MAGNITUDE, None, "matrix", "|W|, one threshold per matrix"),
     Method("wanda", WANDA, WrappedGPT, "row", "|W_ij| * ||X_j||, per output row"),
     Method("wanda_idf", _selectivity_score(True, False), scope="row",
-           summary="|W_ij| * ||X_j|| * idf_j^alpha", defaults=IDF_REMEDY, **SELECTIVITY),
+           summary="|W_ij| * ||X_j|| * idf_j^alpha", defaults=IDF_REMEDY,
+           reads=SELECTIVITY_COMMON + READS_IDF, **SELECTIVITY),
     Method("wanda_spiky", _selectivity_score(False, True), scope="row",
-           summary="|W_ij| * ||X_j|| * spikiness_j^beta", **SELECTIVITY),
+           summary="|W_ij| * ||X_j|| * spikiness_j^beta",
+           reads=SELECTIVITY_COMMON + READS_SPIKINESS, **SELECTIVITY),
     Method("wanda_select", _selectivity_score(True, True), scope="row",
            summary="|W_ij| * ||X_j|| * idf_j^alpha * spikiness_j^beta", defaults=IDF_REMEDY,
-           **SELECTIVITY),
+           reads=SELECTIVITY_COMMON + READS_IDF + READS_SPIKINESS, **SELECTIVITY),
     Method("ria", Score(ria_score, ("column_norm",)), WrappedGPT, "matrix",
            "(|W_ij| / sum_k |W_kj| + |W_ij| / sum_k |W_ik|) * ||X_j||^a (RIA)",
            score_options=RIA_OPTIONS, scope_option="ria_compare"),
     Method("sparsegpt", Score(obs_saliency, ("hinv_diag",)), HessianWrappedGPT, "block",
-           "w^2 / [H^-1]_jj^2 per 128-column block, OBS update", update="blockwise"),
+           f"w^2 / [H^-1]_jj^2 per {OBS_BLOCK_SIZE}-column block, OBS update", update="blockwise"),
     Method("ablate_mag_seq", MAGNITUDE, HessianWrappedGPT, "matrix",
            "magnitude mask chosen once, OBS update", update="fixed"),
     Method("ablate_wanda_seq", WANDA, HessianWrappedGPT, "row",
            "wanda mask chosen once, OBS update", update="fixed"),
     Method("ablate_mag_iter", MAGNITUDE, HessianWrappedGPT, "block",
-           "magnitude mask per 128-column block on updated weights, OBS update",
+           f"magnitude mask per {OBS_BLOCK_SIZE}-column block on updated weights, OBS update",
            update="blockwise"),
     Method("ablate_wanda_iter", WANDA, HessianWrappedGPT, "block",
-           "wanda mask per 128-column block on updated weights, OBS update",
+           f"wanda mask per {OBS_BLOCK_SIZE}-column block on updated weights, OBS update",
            update="blockwise"),
 )}
 
-DENSE = "dense"
+DENSE = Method("dense", None, summary="no pruning: evaluate the model as it is")
 
 
-def method_names() -> list[str]:
-    return [DENSE, *METHODS]
+def method_named(name: str | None) -> Method:
+    """The method --prune_method names (none: DENSE); one line for an unknown name."""
+    if name is None or name == DENSE.name:
+        return DENSE
+    if name not in METHODS:
+        raise UserError(f"unknown --prune_method {name}; choose from "
+                        f"{', '.join([DENSE.name, *METHODS])}")
+    return METHODS[name]
 
 
 def all_options() -> list[Option]:

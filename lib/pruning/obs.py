@@ -18,12 +18,13 @@ from typing import Callable
 
 import torch
 
+from lib.pruning.methods import OBS_BLOCK_SIZE
 from lib.pruning.sparsity import Sparsity
 from lib.stats.layerwrapper import ColumnSlice
 
 log = logging.getLogger(__name__)
 
-BLOCK_SIZE = 128  # columns per OBS block: SparseGPT's lazy-batch size
+BLOCK_SIZE = OBS_BLOCK_SIZE
 
 
 def obs_prune(weight: torch.Tensor, hinv: torch.Tensor, sparsity: Sparsity,

@@ -85,8 +85,7 @@ def prune_model(model: nn.Module, method: Method, sparsity: Sparsity | Sequence[
     if method.statistic is not None:
         if not samples:
             raise ValueError(f"{method.name} needs calibration samples")
-        statistic = method.statistic if stats_out is None else method.statistic.with_selectivity
-        factory = statistic.factory(settings)
+        factory = method.statistic_for(stats_out is not None).factory(settings)
     prefix = blocks_prefix(model)
     routed = []
     for visit in BlockWalk(model, samples if factory else None, factory, store=store,

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                           f"{', '.join(EMBEDDED)} (default smollm2-135m)")
     run.add_argument("--prune_method", default=None,
                      help="one of the methods listed below (default: none, i.e. "
-                          f"{DENSE}: evaluate the dense model)")
+                          f"{DENSE.name}: evaluate the dense model)")
     run.add_argument("--sparsity_ratio", type=float, default=0,
                      help="fraction of every linear's weights zeroed (default 0; in [0, 1))")
     run.add_argument("--sparsity_type", default="unstructured",
@@ -175,8 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true",
                      help="replace results of a different configuration in --save (default off)")
     out.add_argument("--skip_if_done", action="store_true",
-                     help="exit at once when --save already holds this configuration's finished "
-                          "results (resumable sweeps; default off)")
+                     help="exit at once, with status 3, when --save already holds this "
+                          "configuration's finished results (resumable sweeps; default off)")
     out.add_argument("--run_name", default=None,
                      help="a label stored in the results (sweeps name method variants with it; "
                           "default none)")

@@ -11,7 +11,7 @@ from typing import Any
 
 from lib.io import data, hub, sources, writes
 from lib.pruning import layer_sparsity
-from lib.pruning.methods import DENSE, METHODS, Method, all_options
+from lib.pruning.methods import Method, all_options, method_named
 from lib.pruning.sparsity import Sparsity, parse_sparsity
 from lib.recovery.plan import RecoveryPlan, budget_part, plan_of
 from lib.run import results
@@ -27,7 +27,7 @@ class Plan:
     args: argparse.Namespace
     source: sources.ModelSource
     method_name: str
-    method: Method | None
+    method: Method  # DENSE when nothing is pruned
     sparsity: Sparsity
     settings: Settings
     layers: Settings  # lib/pruning/layer_sparsity.py's options: uniform or OWL
@@ -42,7 +42,7 @@ class Plan:
 
     @property
     def prunes(self) -> bool:
-        return self.method is not None and self.sparsity.ratio > 0
+        return self.method.prunes
 
     @property
     def needs_calibration(self) -> bool:
@@ -78,38 +78,18 @@ def _validate_flags(args: argparse.Namespace) -> None:
             raise UserError(message)
 
 
-def _method(args: argparse.Namespace, sparsity: Sparsity) -> tuple[str, Method | None, Settings]:
-    name = args.prune_method or DENSE
-    if name != DENSE and name not in METHODS:
-        raise UserError(f"unknown --prune_method {name}; choose from "
-                        f"{', '.join([DENSE, *METHODS])}")
-    method = METHODS.get(name)
-    if method is None and sparsity.ratio > 0:
-        raise UserError(f"--sparsity_ratio/--sparsity_type need a --prune_method "
-                        f"({', '.join(METHODS)})")
+def _method(args: argparse.Namespace, sparsity: Sparsity) -> tuple[str, Method, Settings]:
+    """The method and its settings; the method refuses what does not apply to it."""
+    method = method_named(args.prune_method)
     given = {o.name: getattr(args, o.name) for o in all_options()}
-    settings = method.settings(given) if method is not None else Settings()
-    if method is not None and sparsity.variant and (method.scope_for(settings) != "row"
-                                                    or method.update):
-        raise UserError(f"--use_variant is for the zeroing row-wise methods (wanda and the "
-                        f"selectivity methods); drop it for {name}")
-    if args.save_stats:
-        statistic = method.statistic if method is not None else None
-        if statistic is None or statistic.with_selectivity is None or sparsity.ratio == 0:
-            raise UserError("--save_stats needs a pruning method that gathers statistics "
-                            "(wanda or a selectivity method) and a sparsity above 0")
-        # the saved statistics read the selectivity options even when the score does not
-        extra = {o.name: given[o.name] if given[o.name] is not None else o.default
-                 for o in statistic.with_selectivity.options if o.name not in settings}
-        settings = Settings({**settings, **extra})
-    return name, method, settings
+    return method.name, method, method.validate(given, sparsity, args.save_stats)
 
 
-def _layers(args: argparse.Namespace, sparsity: Sparsity, method: Method | None) -> Settings:
+def _layers(args: argparse.Namespace, sparsity: Sparsity, method: Method) -> Settings:
     layers = layer_sparsity.settings({o.name: getattr(args, o.name)
                                       for o in layer_sparsity.OPTIONS})
     layer_sparsity.check(layers, sparsity)
-    if layers.layer_sparsity != "uniform" and (method is None or sparsity.ratio == 0):
+    if layers.layer_sparsity != "uniform" and not method.prunes:
         raise UserError(f"--layer_sparsity {layers.layer_sparsity} needs a --prune_method and a "
                         "--sparsity_ratio above 0")
     return layers
@@ -175,24 +155,23 @@ def setting_parts(values: dict, seed: int | None = None) -> list[str]:
     return parts
 
 
-def budget_tag(record: dict, method: Method | None) -> str:
+def budget_tag(record: dict, method: Method) -> str:
     """The default save directory's last part: every configuration key that a file name and
     the model/pattern folders do not already hold, so that runs that differ never collide."""
     parts = setting_parts(record, record["seed"])
     if record["layer_sparsity"]:
         owl = record["layer_sparsity"]
         parts.append(f"{owl['layer_sparsity']}-m{owl['owl_m']:g}-lambda{owl['owl_lambda']:g}")
-    if method is not None:
-        for option in method.options:
-            value = record["method_options"].get(option.name, method.default(option))
-            if value != method.default(option):
-                parts.append(f"{option.name}={value:g}" if isinstance(value, float)
-                             else f"{option.name}={value}")
+    for option in method.options:
+        value = record["method_options"].get(option.name, method.default(option))
+        if value != method.default(option):
+            parts.append(f"{option.name}={value:g}" if isinstance(value, float)
+                         else f"{option.name}={value}")
     return "_".join(str(p) for p in parts)
 
 
 def default_save_dir(source: sources.ModelSource, sparsity: Sparsity, record: dict,
-                     method: Method | None) -> str:
+                     method: Method) -> str:
     kind = sparsity.type_name.replace(":", "-")
     return f"out/{source.short_name}/{kind}_{sparsity.ratio:g}/{budget_tag(record, method)}"
 
@@ -206,8 +185,7 @@ def new_record(plan: Plan) -> dict:
         "seqlen": plan.seqlen, "calib_dataset": args.calib_dataset,
         "eval_windows": args.eval_windows, "dtype": plan.dtype,
         "ppl_formula": args.ppl_formula,
-        "method_options": {o.name: plan.settings[o.name] for o in plan.method.options}
-        if plan.method is not None else {},
+        "method_options": {o.name: plan.settings[o.name] for o in plan.method.declared_options},
         "layer_sparsity": layer_sparsity.config_of(plan.layers),
         "moe_calibration": args.moe_calibration,
         "device": plan.device, "offload": args.offload, "data_dir": args.data_dir,

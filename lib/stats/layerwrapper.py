@@ -5,9 +5,9 @@ dimension = input channels) batch by batch through `add_batch`. Linears that rec
 same tensor (q/k/v, gate/up) share one statistic object: see InputStatsCollector.
 
 A class says what it offers through its public methods (a score names the ones it calls, and
-the method table checks them when it is built), which options it reads (`options`), which class
-to gather instead when a run saves selectivity statistics (`with_selectivity`), and how to
-build one for a run's settings (`factory`). torch is imported where it is used, so that the
+the method table checks them when it is built), which options it reads (`options`), whether a
+run that saves selectivity statistics may gather SelectivityWrappedGPT in its place
+(`saves_selectivity`), and how to build one for a run's settings (`factory`). torch is imported where it is used, so that the
 method table can be read without it.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ class WrappedGPT:
     """
 
     options: tuple[Option, ...] = ()
-    with_selectivity: type | None = None  # set below: SelectivityWrappedGPT
+    # SelectivityWrappedGPT offers all this class does, so --save_stats may gather it instead
+    saves_selectivity = True
 
     def __init__(self, columns: int, device: torch.device):
         import torch
@@ -235,10 +236,6 @@ class ExactSelectivityWrappedGPT(_SelectivityBase):
         return Selectivity(self.total_norm(), active.float(), spiky.float(), threshold, tokens)
 
 
-WrappedGPT.with_selectivity = SelectivityWrappedGPT
-_SelectivityBase.with_selectivity = SelectivityWrappedGPT
-
-
 class HessianWrappedGPT(WrappedGPT):
     """Wanda's norm plus SparseGPT's Hessian H = (2/n) * sum over tokens of x x^T, n = the
     number of calibration sequences, kept as a float32 running mean (no stored activations).
@@ -246,7 +243,7 @@ class HessianWrappedGPT(WrappedGPT):
     place of H (q/k/v share one object, so they factor once); `dead` keeps H's zero-diagonal
     inputs."""
 
-    with_selectivity = None  # --save_stats is for the norm-based methods
+    saves_selectivity = False  # --save_stats is for the norm-based methods
 
     def __init__(self, columns: int, device: torch.device):
         import torch

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lib.pruning import layer_sparsity
-from lib.pruning.methods import DENSE, METHODS
+from lib.pruning.methods import DENSE, METHODS, method_named
 from lib.run.errors import UserError
 
 
@@ -41,11 +41,12 @@ def _text(value: Any) -> str:
 def parse_entry(text: str) -> Entry:
     """`method` or `method:key=value,key=value`; one clear error for anything else."""
     method, _, rest = text.strip().partition(":")
-    if method not in METHODS and method != DENSE:
+    if method not in METHODS and method != DENSE.name:
         raise UserError(f"sweep entry {text!r}: unknown method {method!r}; choose from "
                         f"{', '.join(METHODS)}")
-    declared = {o.name: o for o in (*METHODS[method].options, *layer_sparsity.OPTIONS)} \
-        if method in METHODS else {}
+    chosen = method_named(method)
+    declared = {o.name: o for o in (*chosen.options, *layer_sparsity.OPTIONS)} \
+        if chosen.prunes else {}
     options: dict[str, Any] = {}
     if rest or text.strip().endswith(":"):
         if not declared:
@@ -55,7 +56,7 @@ def parse_entry(text: str) -> Entry:
             key = key.strip()
             if not eq or key not in declared:
                 raise UserError(f"sweep entry {text!r}: {part!r} is not key=value with a key "
-                                f"among {', '.join(declared)}")
+                                f"among {', '.join(declared)} (the options {method} reads)")
             if key in options:
                 raise UserError(f"sweep entry {text!r}: {key} given twice")
             options[key] = declared[key].convert(value, f"sweep entry {text!r}")

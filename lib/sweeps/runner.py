@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.run.errors import UserError
+from lib.run.errors import EXIT_SKIPPED, UserError
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
@@ -35,7 +35,11 @@ class Job:
 @dataclass
 class Outcome:
     returncode: int
-    skipped: bool
+
+    @property
+    def skipped(self) -> bool:
+        """main.py found the run's finished results (--skip_if_done) and did nothing."""
+        return self.returncode == EXIT_SKIPPED
 
 
 def visible_gpus() -> list[str]:
@@ -60,10 +64,8 @@ def thread_env(jobs: int) -> dict[str, str]:
 
 def run_logged(cmd: list[str], log_path: Path, cwd: Path, env: dict | None = None,
                echo: bool = True) -> Outcome:
-    """Run a command into its log (and to stdout when `echo`, progress bars intact); notes
-    whether main.py skipped the run as already finished."""
+    """Run a command into its log (and to stdout when `echo`, progress bars intact)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    skipped, tail = False, b""
     # unbuffered: a run's last lines reach its log even when it is killed
     env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
     with open(log_path, "ab", buffering=0) as log, subprocess.Popen(
@@ -74,9 +76,7 @@ def run_logged(cmd: list[str], log_path: Path, cwd: Path, env: dict | None = Non
             if echo:
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
-            skipped = skipped or b"skip: " in tail + chunk  # the marker may span two chunks
-            tail = chunk[-8:]
-    return Outcome(proc.returncode, skipped)
+    return Outcome(proc.returncode)
 
 
 def _die_with_parent() -> None:
@@ -117,7 +117,7 @@ def run_parallel(jobs: list[Job], cwd: Path, report, workers: int) -> None:
         try:
             outcome = run_logged(job.cmd, job.log, cwd, env, echo=False)
         except OSError:
-            outcome = Outcome(-1, False)
+            outcome = Outcome(-1)
         finally:
             free.put(gpu)
         with lock:
@@ -146,13 +146,12 @@ def run_ray(jobs: list[Job], cwd: Path, report, workers: int, address: str | Non
         cpus = max(1, int(threads["OMP_NUM_THREADS"]))
 
         @ray.remote
-        def task(cmd: list[str], log: str, env_extra: dict) -> tuple[int, bool]:
+        def task(cmd: list[str], log: str, env_extra: dict) -> int:
             env = dict(os.environ, **env_extra)
             gpu_ids = ray.get_gpu_ids()
             if gpu_ids:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(int(g)) for g in gpu_ids)
-            outcome = run_logged(cmd, Path(log), cwd, env, echo=False)
-            return outcome.returncode, outcome.skipped
+            return run_logged(cmd, Path(log), cwd, env, echo=False).returncode
 
         options = {"num_gpus": 1, "num_cpus": 1} if gpus else {"num_cpus": cpus}
         pending = {}
@@ -167,10 +166,9 @@ def run_ray(jobs: list[Job], cwd: Path, report, workers: int, address: str | Non
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
             try:
-                rc, skipped = ray.get(done[0])
-                report(job, Outcome(rc, skipped))
+                report(job, Outcome(ray.get(done[0])))
             except Exception:  # noqa: BLE001 - a lost worker fails this run, not the sweep
-                report(job, Outcome(-1, False))
+                report(job, Outcome(-1))
     finally:
         ray.shutdown()
         if scratch is not None:

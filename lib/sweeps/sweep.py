@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from lib.io.sources import short_name
+from lib.pruning.methods import BASELINE
 from lib.run.errors import UserError
 from lib.sweeps import runner, summary
 from lib.sweeps.entries import Entry, parse_entry, parse_seeds, split_entries
@@ -48,7 +49,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                    help="comma-separated calibration seeds, e.g. 0,1,2,3,4 (default: 0 only)")
     p.add_argument("--out_root", default=None,
                    help="default out/<model-short-name>_selectivity")
-    p.add_argument("--baseline", default="wanda", help="method the summary compares against")
+    p.add_argument("--baseline", default=BASELINE,
+                   help=f"method the summary compares against (default {BASELINE})")
     p.add_argument("--jobs", type=int, default=1,
                    help="runs at a time: each gets a GPU when there are any, else cores / N "
                         "threads (default 1)")

@@ -49,8 +49,10 @@ e = parse_entry(sys.argv[1]); print(e.dirname, *e.flags(), *(["--run_name", e.la
       save="$out/$m/${typ/:/-}/$lvl/$dir/seed$seed"
       mkdir -p "$save"
       .venv/bin/python main.py --model $m $flags --sparsity_ratio "$lvl" --sparsity_type "$typ" \
-        --seed "$seed" --save "$save" --skip_if_done $COMMON >> "$save/run.log" 2>&1 \
-        || echo "$(date -u +%FT%TZ) lane $1: FAILED $entry $lvl $typ seed $seed" >> "$out/lanes.log"
+        --seed "$seed" --save "$save" --skip_if_done $COMMON >> "$save/run.log" 2>&1
+      rc=$?  # 3: main.py skipped a finished run
+      [ $rc -ne 0 ] && [ $rc -ne 3 ] \
+        && echo "$(date -u +%FT%TZ) lane $1: FAILED $entry $lvl $typ seed $seed" >> "$out/lanes.log"
     done
   done
   echo "$(date -u +%FT%TZ) lane $1: queue empty" >> "$out/lanes.log"

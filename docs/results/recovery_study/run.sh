@@ -30,8 +30,9 @@ lane() {
     echo "$(date -u +%FT%TZ) lane $1: $line" >> "$out/lanes.log"
     .venv/bin/python main.py --model $m --prune_method "$method" --sparsity_ratio 0.5 \
       --sparsity_type 2:4 --seed "$seed" --recover "$mode" $RECOVER $COMMON \
-      --save "$save" --skip_if_done >> "$save/run.log" 2>&1 \
-      || echo "$(date -u +%FT%TZ) lane $1: FAILED $line" >> "$out/lanes.log"
+      --save "$save" --skip_if_done >> "$save/run.log" 2>&1
+    rc=$?  # 3: main.py skipped a finished run
+    [ $rc -ne 0 ] && [ $rc -ne 3 ] && echo "$(date -u +%FT%TZ) lane $1: FAILED $line" >> "$out/lanes.log"
   done
   echo "$(date -u +%FT%TZ) lane $1: queue empty" >> "$out/lanes.log"
 }
