@@ -66,3 +66,51 @@ def test_qwen_alias_resolves_to_its_checked_gguf():
     assert path.stat().st_size == 1_117_320_768
     meta = sources.gguf_metadata(path, ["general.architecture", "qwen2.block_count"])
     assert meta == {"general.architecture": "qwen2", "qwen2.block_count": 28}
+
+
+def write_gguf(path, tensor_bytes: int = 0) -> dict:
+    """A GGUF written by the gguf package: a value of every scalar type, a string, a string
+    array (like a vocabulary) and a nested array between them, and optionally one F32
+    tensor; returns the values written."""
+    import numpy as np
+    from gguf import GGUFWriter
+
+    values = {"t.u8": 200, "t.i8": -100, "t.u16": 60000, "t.i16": -30000, "t.u32": 4_000_000_000,
+              "t.i32": -2_000_000_000, "t.f32": 0.5, "t.u64": 2**63 + 5, "t.i64": -(2**62),
+              "t.f64": 1 / 3, "t.bool": True, "t.str": "héllo",
+              "t.vocab": ["<s>", "a", "bc"], "t.nested": [[1, 2], [3]]}
+    writer = GGUFWriter(str(path), "llama")
+    for key, kind in zip(values, ("uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                  "float32", "uint64", "int64", "float64", "bool", "string",
+                                  "array", "array")):
+        getattr(writer, f"add_{kind}")(key, values[key])
+    if tensor_bytes:
+        writer.add_tensor("w", np.zeros(tensor_bytes // 4, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return values
+
+
+def test_gguf_metadata_reads_every_value_type_and_skips_the_rest(tmp_path):
+    from lib.io.sources import gguf_metadata
+
+    path = tmp_path / "m.gguf"
+    values = write_gguf(path)
+    assert gguf_metadata(path, list(values)) == values
+    # keys after the arrays are found by skipping them, not reading them
+    assert gguf_metadata(path, ["t.bool", "t.u16"]) == {"t.bool": True, "t.u16": 60000}
+    assert gguf_metadata(path, ["general.architecture", "absent"]) == {
+        "general.architecture": "llama"}
+
+
+def test_gguf_missing_bytes_counts_a_truncated_tail(tmp_path):
+    from lib.io.sources import gguf_missing_bytes
+
+    path = tmp_path / "m.gguf"
+    write_gguf(path, tensor_bytes=4096)
+    assert gguf_missing_bytes(path) == 0
+    whole = path.read_bytes()
+    path.write_bytes(whole[:-1000])
+    assert gguf_missing_bytes(path) == 1000

@@ -8,6 +8,7 @@ context, say) and --skip_if_done are decided from this.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -124,10 +125,18 @@ def _cheap_config(source: ModelSource, cache_dir: str | None) -> dict | None:
     return json.loads(Path(cached).read_text()) if isinstance(cached, str) else None
 
 
-# GGUF value types: struct format of the scalars; 8 = string, 9 = array
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q",
-            12: "d"}
-_STRING, _ARRAY = 8, 9
+@functools.cache
+def _value_types() -> tuple[dict[int, Any], int, int]:
+    """gguf's scalar value types as little-endian numpy dtypes (gguf's own reader table), and
+    its string and array types, as plain ints: a vocabulary is skipped one string at a time,
+    and comparing enum members costs more than the read. Imported on first use, not with this
+    module: gguf brings numpy (0.4 s), which resolving a Hub id or a directory never needs."""
+    import numpy as np
+    from gguf import GGUFReader, GGUFValueType
+
+    scalars = {int(kind): np.dtype(t).newbyteorder("<")
+               for kind, t in GGUFReader.gguf_scalar_to_np.items()}
+    return scalars, int(GGUFValueType.STRING), int(GGUFValueType.ARRAY)
 
 
 def gguf_metadata(path: Path, keys: list[str]) -> dict[str, Any]:
@@ -158,26 +167,35 @@ def _read_string(f: BinaryIO) -> str:
 
 
 def _read_value(f: BinaryIO, kind: int) -> Any:
-    if kind in _SCALARS:
-        fmt = "<" + _SCALARS[kind]
-        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
-    if kind == _STRING:
+    scalars, string, array = _value_types()
+    if kind in scalars:
+        return _read_scalars(f, scalars[kind], 1)[0]
+    if kind == string:
         return _read_string(f)
-    if kind == _ARRAY:
+    if kind == array:
         item, count = struct.unpack("<IQ", f.read(12))
+        if item in scalars:  # in one read: token scores and types are 100k+ long
+            return _read_scalars(f, scalars[item], count)
         return [_read_value(f, item) for _ in range(count)]
     raise UserError(f"unknown GGUF value type {kind}; the file may be damaged")
 
 
+def _read_scalars(f: BinaryIO, dtype: Any, count: int) -> list:
+    import numpy as np
+
+    return np.frombuffer(f.read(count * dtype.itemsize), dtype, count=count).tolist()
+
+
 def _skip_value(f: BinaryIO, kind: int) -> None:
-    if kind in _SCALARS:
-        f.seek(struct.calcsize("<" + _SCALARS[kind]), os.SEEK_CUR)
-    elif kind == _STRING:
+    scalars, string, array = _value_types()
+    if kind in scalars:
+        f.seek(scalars[kind].itemsize, os.SEEK_CUR)
+    elif kind == string:
         f.seek(struct.unpack("<Q", f.read(8))[0], os.SEEK_CUR)
-    elif kind == _ARRAY:
+    elif kind == array:
         item, count = struct.unpack("<IQ", f.read(12))
-        if item in _SCALARS:
-            f.seek(count * struct.calcsize("<" + _SCALARS[item]), os.SEEK_CUR)
+        if item in scalars:
+            f.seek(count * scalars[item].itemsize, os.SEEK_CUR)
         else:
             for _ in range(count):
                 _skip_value(f, item)
@@ -189,18 +207,23 @@ def gguf_missing_bytes(path: Path) -> int:
     """How many bytes a GGUF file lacks: the end of its last tensor, by its own header (key-value
     section skipped, tensor table read), past the file's size. 0 when whole, or when the header
     itself cannot be read (then the caller's own error stands)."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf import (
+        GGML_QUANT_SIZES,
+        GGUF_DEFAULT_ALIGNMENT,
+        GGMLQuantizationType,
+        Keys,
+    )
 
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"GGUF":
                 return 0
             _version, tensors, count = struct.unpack("<IQQ", f.read(20))
-            alignment = 32
+            alignment = GGUF_DEFAULT_ALIGNMENT
             for _ in range(count):
                 key = _read_string(f)
                 kind = struct.unpack("<I", f.read(4))[0]
-                if key == "general.alignment":
+                if key == Keys.General.ALIGNMENT:
                     alignment = _read_value(f, kind)
                 else:
                     _skip_value(f, kind)
