@@ -16,18 +16,14 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 import main
-from lib.arch.experts import (
-    MOE_CALIBRATION,
-    ExpertsTap,
-    fused_names,
-    is_fused_experts,
-)
+from lib.arch.experts import MOE_CALIBRATION, fused_names, is_fused_experts
 from lib.arch.matrices import block_parts, routed_record
 from lib.pruning.methods import METHODS
 from lib.pruning.prune import prune_model
 from lib.pruning.replay import BlockWalk
 from lib.pruning.sparsity import Sparsity
 from lib.run.errors import UserError
+from lib.stats.experts_tap import ExpertsTap
 from lib.stats.layerwrapper import HessianWrappedGPT, WrappedGPT
 
 # fused layouts: concatenated gate/up (qwen3_moe, mixtral with its renamed legacy checkpoint,

@@ -302,13 +302,13 @@ class InputStatsCollector:
 
     Linears get forward hooks; Linears called on the very same tensor object within one forward
     share a statistic, so q/k/v (and gate/up) gather it once. Fused experts modules run through
-    an ExpertsTap (lib/arch/experts.py), which feeds each expert's matrices from the tokens routed to
+    an ExpertsTap (lib/stats/experts_tap.py), which feeds each expert's matrices from the tokens routed to
     it (every token with `moe_calibration="all"`). Call `end_sample()` after each sample's forward.
     """
 
     def __init__(self, parts, factory: Callable[[int, torch.device], object],
                  moe_calibration: str = "routed"):
-        from lib.arch.experts import ExpertsTap
+        from lib.stats.experts_tap import ExpertsTap
 
         self.factory = factory
         self.stats: dict[str, object] = {}
