@@ -10,6 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from lib.pruning.methods import BASELINE, DENSE
 from lib.run.results import CONFIG_DEFAULTS, CONFIG_KEYS
 
 FIELDS = ("method", "sparsity_type", "sparsity_ratio", "actual_sparsity", "ppl_test",
@@ -142,7 +143,7 @@ def _paired(runs: dict[int, dict], base: dict[int, dict] | None) -> dict:
             "lower_on": f"{sum(d < 0 for d in diffs)}/{len(diffs)}", "verdict": verdict}
 
 
-def comparison(rows: list[dict], baseline: str = "wanda") -> list[dict]:
+def comparison(rows: list[dict], baseline: str = BASELINE) -> list[dict]:
     """One row per method (or sweep entry) per sparsity type and ratio, over its seeds:
     mean and sd of perplexity, the change of the mean against the baseline in %, and the
     paired difference against the baseline on the same seeds (mean, 95% t interval, the ratio
@@ -198,7 +199,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def to_markdown(table: list[dict], baseline: str = "wanda") -> str:
+def to_markdown(table: list[dict], baseline: str = BASELINE) -> str:
     names = [f if f != "vs_baseline_pct" else f"vs {baseline} (%)" for f in FIELDS]
     lines = ["| " + " | ".join(names) + " |", "|" + " --- |" * len(FIELDS)]
     lines += ["| " + " | ".join(_cell(row[f]) for f in FIELDS) + " |" for row in table]
@@ -227,7 +228,7 @@ def notes(table: list[dict], left_out: int = 0) -> list[str]:
     return lines
 
 
-def to_text(table: list[dict], baseline: str = "wanda", left_out: int = 0) -> str:
+def to_text(table: list[dict], baseline: str = BASELINE, left_out: int = 0) -> str:
     settings = list(dict.fromkeys(row["setting"] for row in table))
     if len(settings) > 1:
         parts = [f"== {setting} ==\n" + to_text([r for r in table if r["setting"] == setting],
@@ -237,7 +238,7 @@ def to_text(table: list[dict], baseline: str = "wanda", left_out: int = 0) -> st
     return "\n".join([text, *notes(table, left_out)])
 
 
-def _to_text(table: list[dict], baseline: str = "wanda") -> str:
+def _to_text(table: list[dict], baseline: str = BASELINE) -> str:
     seeded = any((row.get("seeds") or 1) > 1 for row in table)
     header = (f"{'method':40s} {'type':>12s} {'ratio':>6s} {'actual_sparsity':>15s} "
               f"{'ppl_test':>12s} {'vs ' + baseline:>10s} {'prune_s':>9s}")
@@ -295,7 +296,7 @@ def plot_ppl_vs_sparsity(rows: list[dict], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r.get("ppl_test") is not None and r.get("method") != "dense"]
+    done = [r for r in rows if r.get("ppl_test") is not None and r.get("method") != DENSE.name]
     if len({r.get("sparsity_ratio") for r in done}) > 1:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
         _plot_sparsity_lines(ax, done)
@@ -373,7 +374,7 @@ def _plot_seed_panel(ax, runs: list[dict], labels: list[str]) -> None:
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def write_summary(roots: list[str | Path], out_dir: str | Path, baseline: str = "wanda",
+def write_summary(roots: list[str | Path], out_dir: str | Path, baseline: str = BASELINE,
                   plot: bool = True) -> tuple[list[dict], str]:
     """Build the comparison from the results under `roots`; write summary.csv, summary.md
     (and ppl_vs_sparsity.png) into out_dir; return the table and its text rendering."""
