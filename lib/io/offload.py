@@ -113,8 +113,9 @@ class OffloadedModel:
         return _Store(self, writer)
 
     def window_logits(self, ids: torch.Tensor, seqlen: int, windows: int):
-        """A `forward(w, batch)` for lib.evaluation.perplexity.perplexity: every window of a chunk through block
-        b before block b+1 (blocks loaded once per chunk), then the model's own head."""
+        """A `forward(w, batch)` for lib.evaluation.perplexity.perplexity: every window of a
+        chunk through block b before block b+1 (blocks loaded once per chunk), then the model's
+        own head."""
         hidden = self.model.config.hidden_size
         per_window = seqlen * hidden * torch.finfo(self.dtype).bits // 8
         chunk = max(1, min(windows, EVAL_ACTIVATION_BYTES // per_window))

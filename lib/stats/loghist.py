@@ -1,8 +1,9 @@
 """Per-channel histograms of |x| on a log scale, for quantiles without storing activations.
 
-Bins come straight from the float32 bit pattern: for a non-negative float the bits increase
-with the value, so `bits >> (23 - k)` is the exponent followed by the top k mantissa bits,
-i.e. 2**k bins per octave, each at most 2**-k wide relative to its lower edge (k=6: 1.1%).
+Bins come straight from the float32 bit pattern (lib/stats/float32_bits.py): for a non-negative
+float the bits increase with the value, so `bits >> (FLOAT32_MANTISSA_BITS - k)` is the exponent
+followed by the top k mantissa bits, i.e. 2**k bins per octave, each at most 2**-k wide relative
+to its lower edge (k=6: 1.1%).
 Building the bin index costs a shift and a clamp per element; no logarithm is computed.
 Values below 2**MIN_EXP (zeros included) share the first bin; values at or above 2**MAX_EXP
 the last. Within a bin, values are read as spread uniformly, which bounds every estimate by
@@ -26,11 +27,21 @@ import math
 import numpy as np
 import torch
 
-try:  # a fused one-pass kernel for CPU tensors; torch ops otherwise (and on CUDA)
-    import numba
-    from numba import njit, prange
-except ImportError:  # pragma: no cover - numba is in requirements.txt
-    njit = None
+from lib.stats.float32_bits import (
+    FLOAT32_EXPONENT_BIAS,
+    FLOAT32_MANTISSA_BITS,
+    bits_to_float,
+    float_bits,
+)
+
+# the numba kernels on CPU tensors, None without numba (torch ops then, as on CUDA); bound here
+# under the names the histogram calls, so a test can switch them off to compare with torch ops
+from lib.stats.loghist_kernels import fused_add as _fused_add
+from lib.stats.loghist_kernels import fused_bin_totals as _fused_bin_totals
+from lib.stats.loghist_kernels import fused_fold as _fused_fold
+from lib.stats.loghist_kernels import fused_top_mean as _fused_top_mean
+from lib.stats.loghist_kernels import fused_weighted_sums as _fused_weighted_sums
+from lib.stats.loghist_kernels import kernel_threads
 
 # the fewest bins that keep the errors within the targets on every SmolLM2 layer input
 # (scripts/check_stats_accuracy.py): 16 coarse bins per octave put spikiness 3% off, 32 1.5%;
@@ -44,14 +55,6 @@ MIN_EXP = -20
 TOP_MEAN_CHUNK = 1 << 22  # float64 elements per temporary in the torch top_mean
 MAX_EXP = 16
 PENDING_TOKENS = 65535  # a 16-bit count cannot overflow before this many tokens
-
-
-def _bits_to_float(bits: torch.Tensor) -> torch.Tensor:
-    return bits.to(torch.int32).view(torch.float32).double()
-
-
-def _float_bits(value: float) -> int:
-    return int(torch.tensor([value], dtype=torch.float32).view(torch.int32))
 
 
 class LogHistogram:
@@ -71,8 +74,11 @@ class LogHistogram:
         self.device = torch.device(device)
         self.k = mantissa_bits
         self.nbins = (MAX_EXP - MIN_EXP) << mantissa_bits
-        self.offset = (127 + MIN_EXP) << mantissa_bits
+        # coarse bin b holds the bits whose top part (bits >> shift) is b + offset
+        self.shift = FLOAT32_MANTISSA_BITS - mantissa_bits
+        self.offset = (FLOAT32_EXPONENT_BIAS + MIN_EXP) << mantissa_bits
         self.zoom_bits, self.zoom_half_width = zoom_bits, zoom_half_width
+        self.zoom_shift = FLOAT32_MANTISSA_BITS - zoom_bits
         self.fine_per_coarse = 1 << (zoom_bits - mantissa_bits)
         self.total = torch.zeros(columns, dtype=torch.float64, device=device)
         self.maximum = torch.zeros(columns, dtype=torch.float32, device=device)
@@ -87,7 +93,7 @@ class LogHistogram:
 
     @property
     def zoom_offset(self) -> int:
-        """Fine bin of the window's lower edge, as bits >> (23 - zoom_bits)."""
+        """Fine bin of the window's lower edge, as bits >> zoom_shift."""
         return (self.zoom_low + self.offset) * self.fine_per_coarse
 
     @property
@@ -127,8 +133,8 @@ class LogHistogram:
         if self._pending_tokens + x.shape[0] > PENDING_TOKENS:
             self._fold()
         _fused_add(x.numpy(), x.view(torch.int32).numpy(), self._pending.numpy().view(np.uint16),
-                   self.total.numpy(), self.maximum.numpy(), 23 - self.k, self.offset,
-                   self.nbins, self.nzoom, 23 - self.zoom_bits, self.zoom_offset)
+                   self.total.numpy(), self.maximum.numpy(), self.shift, self.offset,
+                   self.nbins, self.nzoom, self.zoom_shift, self.zoom_offset)
         self._pending_tokens += x.shape[0]
 
     def _fold(self) -> None:
@@ -175,14 +181,14 @@ class LogHistogram:
             self.zoom_low = self.zoom_high = 0
 
     def _coarse_bin(self, value: float) -> int:
-        return (_float_bits(value) >> (23 - self.k)) - self.offset
+        return (float_bits(value) >> self.shift) - self.offset
 
     def _torch_scatter(self, a: torch.Tensor) -> None:
         """Bin counts of a = |x| with torch ops (CUDA, or CPU without numba)."""
         bits = a.view(torch.int32)
-        index = ((bits >> (23 - self.k)) - self.offset).clamp_(0, self.nbins - 1)
+        index = ((bits >> self.shift) - self.offset).clamp_(0, self.nbins - 1)
         if self.nzoom:
-            fine = (bits >> (23 - self.zoom_bits)) - self.zoom_offset
+            fine = (bits >> self.zoom_shift) - self.zoom_offset
             index = torch.where((fine >= 0) & (fine < self.nzoom), fine + self.nbins, index)
         row = torch.arange(self.columns, device=a.device, dtype=torch.int32)
         index = index + row * self._store.shape[1]
@@ -213,7 +219,7 @@ class LogHistogram:
     def edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Lower and upper value of every coarse bin (float64, [nbins])."""
         index = torch.arange(self.nbins + 1, device=self.device) + self.offset
-        bounds = _bits_to_float(index << (23 - self.k))
+        bounds = bits_to_float(index << self.shift)
         lower, upper = bounds[:-1].clone(), bounds[1:].clone()
         lower[0] = 0.0
         upper[-1] = max(float(self.maximum.max()), float(upper[-1]))
@@ -221,7 +227,7 @@ class LogHistogram:
 
     def zoom_edges(self) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.arange(self.nzoom + 1, device=self.device)
-        bounds = _bits_to_float((index + self.zoom_offset) << (23 - self.zoom_bits))
+        bounds = bits_to_float((index + self.zoom_offset) << self.zoom_shift)
         return bounds[:-1], bounds[1:]
 
     def layout(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -322,7 +328,7 @@ def _bin_totals(counts: torch.Tensor) -> torch.Tensor:
     """Per bin, the count over all channels (int64, [bins]); counts: [columns, bins]."""
     if _fused_bin_totals is not None and counts.device.type == "cpu":
         out = torch.zeros(counts.shape[1], dtype=torch.int64)
-        chunks = max(1, min(counts.shape[0], numba.get_num_threads()))
+        chunks = max(1, min(counts.shape[0], kernel_threads()))
         _fused_bin_totals(_numpy_counts(counts), out.numpy(), chunks)
         return out
     return counts.sum(dim=0, dtype=torch.int64)
@@ -342,107 +348,3 @@ def exact_quantile(values: torch.Tensor, q: float) -> float:
     v_lo = float(torch.kthvalue(values, lo + 1).values)
     v_hi = float(torch.kthvalue(values, hi + 1).values) if hi != lo else v_lo
     return v_lo + (pos - lo) * (v_hi - v_lo)
-
-
-if njit is not None:
-    TILE_COLUMNS = 16  # a thread's share: 16 float32 channels are one 64-byte cache line
-
-    @njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-    def _fused_add(x, bits, counts, total, maximum, shift, offset, nbins, nzoom, zoom_shift,
-                   zoom_offset):  # pragma: no cover
-        """One pass over x [tokens, columns] (float32, and the same memory as int32 bits):
-        one increment of `counts` (uint16) per value (its fine bin inside the zoom window, else
-        its coarse bin), per-channel float64 sums and maxima of |x|. Threads own blocks of 16
-        channels, so there are no races. Token by token, the 16 bin indices are computed
-        first (a vectorisable loop), then incremented: consecutive increments go to different
-        channels' rows, so they do not wait on each other."""
-        tokens, columns = x.shape
-        flat = counts.reshape(-1)
-        row = counts.shape[1]
-        for blk in prange((columns + TILE_COLUMNS - 1) // TILE_COLUMNS):
-            j0 = blk * TILE_COLUMNS
-            width = min(TILE_COLUMNS, columns - j0)
-            index = np.empty(TILE_COLUMNS, dtype=np.int64)
-            acc = np.zeros(TILE_COLUMNS)
-            peak = np.zeros(TILE_COLUMNS, dtype=np.float32)
-            for c in range(width):
-                peak[c] = maximum[j0 + c]
-            for t in range(tokens):
-                for c in range(width):
-                    v = abs(x[t, j0 + c])
-                    acc[c] += v
-                    peak[c] = max(peak[c], v)
-                    ubits = bits[t, j0 + c] & 0x7FFFFFFF
-                    coarse = min(max((ubits >> shift) - offset, 0), nbins - 1)
-                    z = (ubits >> zoom_shift) - zoom_offset
-                    index[c] = (j0 + c) * row + (nbins + z if (z >= 0) & (z < nzoom) else coarse)
-                for c in range(width):
-                    flat[index[c]] += 1
-            for c in range(width):
-                total[j0 + c] += acc[c]
-                maximum[j0 + c] = peak[c]
-
-    @njit(parallel=True, cache=True, nogil=True)
-    def _fused_fold(pending, store):  # pragma: no cover
-        """store += pending; pending = 0 (one pass over both tables)."""
-        for j in prange(store.shape[0]):
-            for b in range(store.shape[1]):
-                store[j, b] += pending[j, b]
-                pending[j, b] = 0
-
-    @njit(parallel=True, cache=True, nogil=True)
-    def _fused_top_mean(counts, descending, lower, upper, maximum, k, out):  # pragma: no cover
-        """Walk each channel's bins from the top value down until k values are taken."""
-        columns = counts.shape[0]
-        for j in prange(columns):
-            remaining = k
-            acc = 0.0
-            for b in descending:
-                c = counts[j, b]
-                if c == 0:
-                    continue
-                hi = min(upper[b], maximum[j])
-                lo = min(lower[b], hi)
-                take = min(c, remaining)
-                acc += take * (hi - (take / c) * (hi - lo) / 2)
-                remaining -= take
-                if remaining == 0:
-                    break
-            out[j] = acc / k
-
-    # fastmath lets the sum be reordered, hence vectorised (timings:
-    # docs/results/benchmark_selectivity/NOTES.md), the float64 rounding differences far below
-    # the bins' own error
-    @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-    def _fused_weighted_sums(counts, weights, out):  # pragma: no cover
-        """out[j] = sum over bins b of counts[j, b] * weights[b]."""
-        columns, nbins = counts.shape
-        for j in prange(columns):
-            row = counts[j]
-            acc = 0.0
-            for b in range(nbins):
-                acc += row[b] * weights[b]
-            out[j] = acc
-
-    @njit(parallel=True, cache=True, nogil=True)
-    def _fused_bin_totals(counts, out, chunks):  # pragma: no cover
-        """out[b] += sum over channels of counts[:, b]. Each of `chunks` threads sums whole
-        contiguous rows into its own partial totals (vectorised, sequential reads, unlike
-        threads owning stripes of bins across every row), added up at the end."""
-        columns, nbins = counts.shape
-        partial = np.zeros((chunks, nbins), dtype=np.int64)
-        for c in prange(chunks):
-            acc = partial[c]
-            for j in range(c * columns // chunks, (c + 1) * columns // chunks):
-                row = counts[j]
-                for b in range(nbins):
-                    acc[b] += row[b]
-        for c in range(chunks):
-            for b in range(nbins):
-                out[b] += partial[c, b]
-else:  # pragma: no cover
-    _fused_add = None
-    _fused_fold = None
-    _fused_top_mean = None
-    _fused_weighted_sums = None
-    _fused_bin_totals = None
