@@ -3,6 +3,7 @@ every method; a peak memory that does not grow with the number of blocks."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,19 @@ def test_offload_refuses_zero_shot(tiny_llama_dir, tmp_path, data_dir, capsys):
     assert main.main(["--model", str(tiny_llama_dir), "--data_dir", str(data_dir), "--save",
                       str(tmp_path), "--offload", "--eval_zero_shot"]) == 2
     assert "--offload" in error_line(capsys)
+
+
+def test_offload_refuses_a_dtype_torch_cannot_read_in_one_line(tiny_llama_dir, tmp_path,
+                                                               data_dir, capsys):
+    from test_safetensors_io import write_raw
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama_dir, model)
+    write_raw(model / "extra.safetensors", "F6_E2M3", 6)
+    assert main.main(["--model", str(model), "--data_dir", str(data_dir), "--save",
+                      str(tmp_path / "out"), *FAST, "--offload"]) == 2
+    line = error_line(capsys)
+    assert "extra.safetensors" in line and "tensor w " in line and "F6_E2M3" in line
 
 
 def peak_bytes(model_dir: Path, tmp_path: Path, data_dir, offload: bool) -> int:
