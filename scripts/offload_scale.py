@@ -40,7 +40,7 @@ def make(shape: str, blocks: int | None, out: Path) -> None:
     from transformers import LlamaConfig
 
     from lib.io import models, sources
-    from lib.io.offload import ShardWriter
+    from lib.io.safetensors_io import ShardWriter
 
     tokenizer = models.load_tokenizer(sources.resolve_model("smollm2-135m"), None)
     settings = dict(SHAPES[shape])

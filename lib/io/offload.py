@@ -18,10 +18,7 @@ import torch
 from torch import nn
 
 from lib.arch.blocks import blocks_prefix, decoder_layers
-from lib.io.checkpoint import (
-    Checkpoint,
-    checkpoint_dir,  # noqa: F401  lib/run/pipeline.py reads it here (offload.checkpoint_dir)
-)
+from lib.io.checkpoint import Checkpoint
 from lib.io.safetensors_io import ShardWriter
 from lib.pruning.replay import BlockWalk, head_logits
 from lib.run.errors import UserError

@@ -169,7 +169,7 @@ def wanda_score(weight: torch.Tensor, stat: Any, opts: Settings) -> torch.Tensor
 
 
 def obs_saliency(weight: torch.Tensor, cols: Any, opts: Settings) -> torch.Tensor:
-    """SparseGPT's w^2 / [H^-1]_jj^2, on a block of columns (see lib.pruning.obs.ColumnSlice)."""
+    """SparseGPT's w^2 / [H^-1]_jj^2, on a block of columns (see lib.stats.layerwrapper.ColumnSlice)."""
     return weight.pow(2) / cols.hinv_diag().reshape(1, -1).pow(2)
 
 

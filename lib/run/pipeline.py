@@ -16,7 +16,7 @@ from lib.arch import matrices
 from lib.arch.blocks import decoder_layers
 from lib.evaluation import zeroshot
 from lib.evaluation.perplexity import perplexity
-from lib.io import data, models, offload, writes
+from lib.io import checkpoint, data, models, offload, safetensors_io, writes
 from lib.pruning import layer_sparsity
 from lib.pruning.prune import prune_model, sparsity_by_block
 from lib.pruning.replay import BlockWalk
@@ -47,7 +47,7 @@ def prune_phase(plan: Plan, model, tokenizer, samples, record: dict,
     writer = None
     if streamed is not None and (args.save_model or plan.prunes):
         # the pruned blocks go to disk as they are released; evaluation reads them back
-        writer = offload.ShardWriter(args.save_model or offload_scratch(plan))
+        writer = safetensors_io.ShardWriter(args.save_model or offload_scratch(plan))
         if not args.save_model and made is not None:
             made.append(writer.folder)
     store = streamed.store(writer) if streamed else None
@@ -226,7 +226,7 @@ def run(plan: Plan) -> int:
     dtype = getattr(torch, plan.dtype)
     streamed = None
     if args.offload:
-        streamed = offload.OffloadedModel(offload.checkpoint_dir(plan.source, args.cache_dir),
+        streamed = offload.OffloadedModel(checkpoint.checkpoint_dir(plan.source, args.cache_dir),
                                           dtype, device)
         model = streamed.model
     else:
