@@ -24,6 +24,7 @@ kernels move through the few mask entries they flip in earlier blocks.
 A sweep skips runs whose finished results are already in its output tree, and then prints those
 results, whatever code made them: before checking a page that runs a sweep on a machine where
 the sweep ran before, remove its tree (`out/<model>_selectivity/`) to check the current code.
+The check says how many runs a sweep skipped.
 
   python scripts/check_docs.py [PAGE.md ...] [--list] [--outputs DIR]
   python scripts/check_docs.py --links [PAGE.md ...]
@@ -59,6 +60,7 @@ TABLE_ROW = re.compile(r"^(\S+)\s+([\d.]+)\s+[\d.-]+\s+([\d.-]+)\s+[\d.-]+\s+(\d
 SWEEP_ROW = re.compile(r"^(\S+)\s+(unstructured|\d+:\d+)\s+(\d+\.\d+)\s+\d+\.\d+\s+"
                        r"(\d[\d.]*(?:e[+-]?\d+)?)(?=\s|$)", re.M)
 SWEEP_ROUNDING = 0.005  # ppl_test printed to two decimals
+SKIPPED = ": skipped (finished results exist)"  # lib/sweeps/sweep.py's line for a skipped run
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[+-]?\d+)?")
 STATS_TOLERANCE = 0.05  # relative, for the numbers of a Markdown table
 STATS_ABSOLUTE = 0.02
@@ -247,6 +249,10 @@ def main() -> int:
             verdict = "identical" if exact else "within tolerance" if not problems else "DIFFERS"
             print(f"{where}: {verdict} ({len(documented)} numbers, "
                   f"{time.perf_counter() - start:.0f} s)")
+            skipped = output.count(SKIPPED)
+            if skipped:
+                print(f"  note: {skipped} sweep run(s) skipped as finished: their numbers are from "
+                      "earlier results files; remove the sweep's tree to rerun them")
             for problem in problems:
                 print(f"  {problem}")
             failures += bool(problems)
