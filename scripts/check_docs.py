@@ -217,6 +217,9 @@ def main() -> int:
     p.add_argument("pages", nargs="*", default=[])
     p.add_argument("--list", action="store_true", help="list the checked examples, run none")
     p.add_argument("--outputs", type=Path, default=None, help="write each example's output here")
+    p.add_argument("--quick", action="store_true",
+                   help="leave out the examples that run a sweep (QUICKSTART step 3: 8 runs, about "
+                        "ten minutes more; the test suite's docs check runs without them)")
     p.add_argument("--links", action="store_true",
                    help="check the pages' relative links and anchors instead, run nothing")
     args = p.parse_args()
@@ -227,6 +230,9 @@ def main() -> int:
     failures = 0
     for page in map(Path, args.pages or [str(ROOT / "QUICKSTART.md")]):
         for example in examples(page):
+            if args.quick and "run_selectivity_experiments.sh" in example.commands:
+                print(f"{example.page}:{example.line}: left out (--quick: a sweep)")
+                continue
             documented = numbers(example.output)
             where = f"{example.page}:{example.line}"
             if args.list:

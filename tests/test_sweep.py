@@ -294,3 +294,14 @@ def test_broken_entries_go_off_scale_and_the_plot_draws(tmp_path):
             for kind in ("unstructured", "2:4") for m, value in means.items() for seed in range(3)]
     path = summary.plot_ppl_vs_sparsity(rows, tmp_path / "p.png")
     assert path.stat().st_size > 10_000
+
+
+def test_paths_point_at_the_repository_root():
+    """Modules that find the repository from their own file (the sweep launches main.py, the
+    embedded models cache beside it) must climb out of their package."""
+    from lib.io import embedded
+    from lib.sweeps import sweep
+
+    root = Path(__file__).resolve().parents[1]
+    assert (sweep.ROOT / "main.py").is_file() and sweep.ROOT == root
+    assert embedded.CACHE_ROOT == root / ".cache"

@@ -22,7 +22,7 @@ from lib.run.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CACHE_ROOT = Path(__file__).resolve().parents[1] / ".cache"
+CACHE_ROOT = Path(__file__).resolve().parents[2] / ".cache"
 
 
 @dataclass(frozen=True)

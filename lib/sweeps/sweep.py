@@ -27,7 +27,7 @@ from lib.run.errors import UserError
 from lib.sweeps import runner, summary
 from lib.sweeps.entries import Entry, parse_entry, parse_seeds, split_entries
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_METHODS = ("wanda", "wanda_idf", "wanda_spiky", "wanda_select")
 
 
