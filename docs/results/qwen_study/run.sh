@@ -1,7 +1,8 @@
 #!/bin/bash
 # Qwen2.5-Coder-1.5B study (issue 31): the pre-registered pair first (wanda and
-# wanda_idf:idf_power=0.25 at 50% unstructured, seeds 0-4, seed by seed), then the dense row, then
-# 2:4, 50% and 70% entries on seeds 0-2. Budget as for the other two models, float32 on the CPU:
+# wanda_idf:idf_power=0.25 at 50% unstructured, seeds 0-4, seed by seed), then the dense row and
+# magnitude's reference rows, then 2:4, 50% and 70% entries on seeds 0-2. Budget as for the other
+# two models, float32 on the CPU:
 # calibration 16 C4 windows x 512 tokens (seed = calibration sample), evaluation on the first 32
 # WikiText-2 test windows of 512 tokens. One queue of (level, type, entries, seed) tasks in
 # priority order, drained by two single-thread lanes. Resumable: rerun and finished runs are
@@ -25,6 +26,9 @@ for s in 0 1 2 3 4; do
   task 0.5 unstructured wanda_idf:idf_power=0.25 $s
 done
 task dense
+# the reference rows' magnitude (calibration-free, so one run per pattern)
+task 0.5 unstructured magnitude 0
+task 0.5 2:4 magnitude 0
 for s in 0 1 2; do
   task 0.5 2:4 "$NM" $s
   task 0.5 unstructured "$U50" $s
