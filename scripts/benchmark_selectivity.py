@@ -11,6 +11,9 @@ repeat's wanda (median and range over the repeats):
 (the timed span is prune_model, what a run's prune_seconds covers; restoring the dense weights
 before each run is outside it).
 Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
+The dense weights are kept for restoring in memory (--originals memory) or, where a second copy
+of the model does not fit beside it, in a file in a folder this script creates and removes
+(--originals disk), read back memory-mapped and released before each timed run.
 
   python scripts/benchmark_selectivity.py --model smollm2-135m --data_dir ../shared/data \
       --nsamples 32 --seqlen 512
@@ -18,8 +21,11 @@ Peak memory is CUDA max allocated on GPU, peak RSS (reset between runs) on CPU.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -92,7 +98,31 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--methods", default=",".join(CANDIDATES))
+    p.add_argument("--originals", choices=("memory", "disk"), default="memory",
+                   help="where the dense weights wait between runs: disk halves the peak for a "
+                        "model that does not fit twice (the file goes to a temporary folder)")
     args = p.parse_args()
+    with contextlib.ExitStack() as stack:
+        return run(args, stack)
+
+
+def keep_originals(model: torch.nn.Module, where: str, stack: contextlib.ExitStack):
+    """A function that puts the model's dense weights back; with `disk` they live in a file in a
+    folder made here (and removed on exit, as only this script made it)."""
+    if where == "memory":
+        original = {k: v.clone() for k, v in model.state_dict().items()}
+        return lambda: model.load_state_dict(original)
+    folder = Path(tempfile.mkdtemp(prefix="benchmark_originals_"))
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    path = folder / "dense.pt"
+    torch.save(model.state_dict(), path)
+
+    def restore():  # mapped, copied in, unmapped: nothing of it stays resident
+        model.load_state_dict(torch.load(path, mmap=True, weights_only=True))
+    return restore
+
+
+def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
 
     from lib.run.plan import resolve_device, resolve_dtype
 
@@ -101,14 +131,11 @@ def main() -> int:
     source = sources.resolve_model(args.model)
     tokenizer = models.load_tokenizer(source, None)
     base = models.load_model(source, dtype, device, None)
-    original = {k: v.clone() for k, v in base.state_dict().items()}
+    restore = keep_originals(base, args.originals, stack)
     samples = data.calibration_windows("c4", tokenizer, args.nsamples, 0, args.seqlen,
                                        args.data_dir)
     sparsity = parse_sparsity(args.sparsity_type, 0.5 if args.sparsity_type == "unstructured"
                               else 0, False)
-
-    def restore():  # the dense weights back: not part of any method's cost
-        base.load_state_dict(original)
 
     def pruner(method):
         def run():
@@ -133,7 +160,7 @@ def main() -> int:
                   f"(+{extra / 2**20:.1f} MiB over start)", flush=True)
     wanda_s, wanda_m, wanda_x = best["wanda"]
     print(f"\n{args.model} | {device} {dtype} | {args.nsamples} x {args.seqlen} tokens | "
-          f"{args.sparsity_type} | best of {args.repeats}")
+          f"{args.sparsity_type} | best of {args.repeats} | originals in {args.originals}")
     print(f"{'run':14s} {'seconds':>8s} {'peak MiB':>9s} {'+MiB':>8s} {'time/wanda':>11s} "
           f"{'peak/wanda':>11s} {'+mem/wanda':>11s}  paired time/wanda: median [range]")
     paired = paired_ratios(times)

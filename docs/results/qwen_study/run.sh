@@ -8,6 +8,8 @@
 # priority order, drained by two single-thread lanes. Resumable: rerun and finished runs are
 # skipped (main.py --skip_if_done through the sweep). Run from the repo root:
 #   bash docs/results/qwen_study/run.sh [OUT_ROOT]
+# LANES=1 runs one lane (e.g. beside a benchmark); JOIN=1 adds lanes to a running study's queue
+# instead of rebuilding it.
 set -u
 out=${1:-out/evidence/qwen}
 m=qwen2.5-coder-1.5b
@@ -19,8 +21,14 @@ COMMON="--nsamples 16 --seqlen 512 --data_dir ../shared/data --eval_windows 32"
 export OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 MKL_NUM_THREADS=1
 mkdir -p "$out"
 queue="$out/queue.txt"
-: > "$queue"
-task() { echo "$*" >> "$queue"; }  # LEVEL TYPE ENTRIES SEED
+suffix=""  # joined lanes are logged as 1j, 2j, ...
+if [ "${JOIN:-0}" = 1 ]; then
+  suffix=j
+  task() { :; }
+else
+  : > "$queue"
+  task() { echo "$*" >> "$queue"; }  # LEVEL TYPE ENTRIES SEED
+fi
 for s in 0 1 2 3 4; do
   task 0.5 unstructured wanda $s
   task 0.5 unstructured wanda_idf:idf_power=0.25 $s
@@ -61,5 +69,5 @@ e = parse_entry(sys.argv[1]); print(e.dirname, *e.flags(), *(["--run_name", e.la
   done
   echo "$(date -u +%FT%TZ) lane $1: queue empty" >> "$out/lanes.log"
 }
-lane 1 & lane 2 &
+for k in $(seq "${LANES:-2}"); do lane "$k$suffix" & done
 wait
