@@ -112,6 +112,17 @@ def test_quickstart_examples_reproduce():
     assert "running" in done.stdout
 
 
+@pytest.mark.parametrize("page", ["SELECTIVITY.md", "docs/reference_results.md"])
+def test_results_tables_match_the_committed_results(page):
+    """The tables these pages print from committed results files (across scale, Qwen's
+    reference rows) are what the scripts make of those files now."""
+    assert check_docs.examples(ROOT / page), f"{page} has no checked example"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_docs.py"), page],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "identical" in done.stdout
+
+
 def _section(text: str, heading: str) -> str:
     """The text under a `## heading` line, up to the next `## ` heading."""
     match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
