@@ -74,6 +74,11 @@ def _group_key(row: dict) -> tuple:
             str(row.get("sparsity_type")), float(row.get("sparsity_ratio") or 0))
 
 
+def pattern_label(sparsity_type: str, ratio: float) -> str:
+    """"50% unstructured", or the N:M pattern alone (its ratio is fixed by N and M)."""
+    return f"{ratio:.0%} unstructured" if sparsity_type == "unstructured" else sparsity_type
+
+
 def label_of(row: dict) -> str:
     """A sweep entry's name (method plus options) when the run has one, else the method."""
     return str(row.get("run_name") or row.get("method"))

@@ -36,10 +36,6 @@ STUDY_BUDGET = {"nsamples": 16, "seqlen": 512}
 EVAL_WINDOWS = 32
 
 
-def regime_name(kind: str, ratio: float) -> str:
-    return f"{ratio:.0%} unstructured" if kind == "unstructured" else kind
-
-
 def study_rows(folders: list[str]) -> dict[tuple, dict]:
     """(regime, entry) -> the comparison row of one study, at the study's calibration budget."""
     rows = summary.load_results([RESULTS / f for f in folders])
@@ -91,7 +87,7 @@ def main() -> None:
         shared = [e for e in entries
                   if sum(pick(st, (regime, e)) is not None for st in per_model.values()) >= 2
                   or pick(per_model["Qwen2.5-Coder-1.5B"], (regime, e)) is not None]
-        name = regime_name(*regime)
+        name = summary.pattern_label(*regime)
         print(f"\n{name}: perplexity / wanda's, paired by seed [95% CI] (seeds)\n")
         print("| entry | " + " | ".join(per_model) + " |")
         print("| --- |" + " --- |" * len(per_model))

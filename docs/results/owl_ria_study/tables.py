@@ -43,7 +43,7 @@ def main(root: Path, baseline: str = "wanda", only: str = "") -> None:
             if not any(r["method"] == baseline for r in part):
                 continue
             seeds = max(r["seeds"] for r in part)
-            level = f"{ratio:.0%} unstructured" if kind == "unstructured" else kind
+            level = summary.pattern_label(kind, ratio)
             print(f"\n{model.name}, {level} (up to {seeds} seeds):\n")
             print("\n".join(rows_md(part, baseline)))
 

@@ -17,10 +17,6 @@ METHODS = ("magnitude", "wanda", "sparsegpt")
 PATTERNS = (("unstructured", 0.5), ("2:4", 0.5))
 
 
-def level(kind: str, ratio: float) -> str:
-    return f"{ratio:.0%} unstructured" if kind == "unstructured" else kind
-
-
 def row(name: str, sparsity: str, runs: list[dict]) -> str:
     ppl = [r["ppl_test"] for r in runs]
     mean, sd = summary.mean_sd(ppl)
@@ -50,7 +46,7 @@ def main(tree: Path) -> None:
             runs = [r for r in rows if r["method"] == method and not r.get("run_name")
                     and r["sparsity_type"] == kind and r["sparsity_ratio"] == ratio]
             if runs:
-                print(row(method, level(kind, ratio), runs))
+                print(row(method, summary.pattern_label(kind, ratio), runs))
 
 
 if __name__ == "__main__":
