@@ -22,7 +22,7 @@ sys.path.insert(0, str(RESULTS.parents[1]))
 from lib.pruning.methods import BASELINE  # noqa: E402
 from lib.sweeps import summary  # noqa: E402
 
-# model -> its studies in order of preference; a study may span several folders (fresh seeds
+# model -> its studies in order of preference, the newest model last; a study may span several folders (fresh seeds
 # added to a first set), whose runs are pooled
 STUDIES: dict[str, list[list[str]]] = {
     "SmolLM2-135M": [["smollm2_seed_study/seeds0-4", "smollm2_seed_study/confirm_seeds5-9"],
@@ -55,13 +55,19 @@ def cell(row: dict | None) -> str:
     if row is None:
         return "-"
     n = int(row["lower_on"].split("/")[1])
-    windows = "" if row["eval_windows_used"] == EVAL_WINDOWS else f", {row['eval_windows_used']}w"
+    windows = windows_note(row)
     if row["ratio_ci_low"] is None:
         return f"{number(row['ratio'])} (n={n}{windows})"
     low, high = row["ratio_ci_low"], row["ratio_ci_high"]
     # the verdict of the ratio's interval: a broken model's differences are too wide for one
     verdict = ", better" if high < 1 else ", worse" if low > 1 else ""
     return f"{number(row['ratio'])} [{number(low)}, {number(high)}] (n={n}{verdict}{windows})"
+
+
+def windows_note(row: dict) -> str:
+    """", 16w" for a study evaluated on other than the first 32 windows, else nothing."""
+    used = row["eval_windows_used"]
+    return "" if used == EVAL_WINDOWS else f", {used}w"
 
 
 def number(x: float) -> str:
@@ -73,20 +79,19 @@ def baseline_cell(studies: list[dict[tuple, dict]], regime: tuple) -> str:
     for s in studies:
         row = s.get((regime, BASELINE))
         if row is not None:
-            windows = ("" if row["eval_windows_used"] == EVAL_WINDOWS
-                       else f", {row['eval_windows_used']}w")
-            return f"{row['ppl_test']:.2f} (n={row['seeds']}{windows})"
+            return f"{row['ppl_test']:.2f} (n={row['seeds']}{windows_note(row)})"
     return "-"
 
 
 def main() -> None:
     per_model = {m: [study_rows(f) for f in folders] for m, folders in STUDIES.items()}
+    newest = per_model[list(STUDIES)[-1]]  # the model under study: all its entries are listed
     for regime in REGIMES:
         entries = sorted({e for studies in per_model.values() for s in studies
                           for (g, e) in s if g == regime and e != BASELINE})
         shared = [e for e in entries
                   if sum(pick(st, (regime, e)) is not None for st in per_model.values()) >= 2
-                  or pick(per_model["Qwen2.5-Coder-1.5B"], (regime, e)) is not None]
+                  or pick(newest, (regime, e)) is not None]
         name = summary.pattern_label(*regime)
         print(f"\n{name}: perplexity / wanda's, paired by seed [95% CI] (seeds)\n")
         print("| entry | " + " | ".join(per_model) + " |")

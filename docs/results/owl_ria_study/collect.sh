@@ -10,9 +10,7 @@ here=docs/results/owl_ria_study
 py=${PYTHON:-.venv/bin/python}
 for m in smollm2-135m gemma3-270m; do
   rm -rf "${here:?}/$m" && mkdir -p "$here/$m"
-  # finished runs only (a run stopped midway leaves a results file without a perplexity)
-  (cd "$out/$m" && find . -name 'results_*.json' -print0 | xargs -0 grep -lZ '"status": "done"' \
-    | xargs -0 tar cf -) | tar xf - -C "$here/$m"
+  bash docs/results/copy_finished_results.sh "$out/$m" "$here/$m"
   "$py" - "$here/$m" <<'PY'
 import sys
 from pathlib import Path

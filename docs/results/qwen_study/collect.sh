@@ -10,9 +10,7 @@ here=docs/results/qwen_study
 m=qwen2.5-coder-1.5b
 py=${PYTHON:-.venv/bin/python}
 rm -rf "${here:?}/$m" && mkdir -p "$here/$m"
-# finished runs only (a run stopped midway has no "done" status)
-(cd "$out/$m" && find . -name 'results_*.json' -print0 | xargs -0 grep -lZ '"status": "done"' \
-  | xargs -0 tar cf -) | tar xf - -C "$here/$m"
+bash docs/results/copy_finished_results.sh "$out/$m" "$here/$m"
 "$py" - "$here/$m" "$here/verdict.md" <<'PY'
 import sys
 from pathlib import Path

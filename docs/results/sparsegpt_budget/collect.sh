@@ -7,8 +7,7 @@ out=${1:-out/evidence/sparsegpt_budget}
 here=docs/results/sparsegpt_budget
 py=${PYTHON:-.venv/bin/python}
 rm -rf "${here:?}/runs" && mkdir -p "$here/runs"
-(cd "$out" && find . -name 'results_*.json' -print0 | xargs -0 grep -lZ '"status": "done"' \
-  | xargs -0 tar cf -) | tar xf - -C "$here/runs"
+bash docs/results/copy_finished_results.sh "$out" "$here/runs"
 "$py" - "$here" <<'PY'
 import sys
 from pathlib import Path
