@@ -105,6 +105,20 @@ class OffloadedModel:
         if writer is not None:
             writer.flush()  # one shard per block: nothing held back, whatever the depth
 
+    def named_weights(self):
+        """Every parameter as evaluation sees it (lib/evaluation/progress.py digests them): the
+        resident ones, then each block loaded from where its weights now come from, one at a
+        time, and put back on meta."""
+        for name, param in self.model.named_parameters():
+            if not self._is_block(name):
+                yield name, param
+        for index, block in enumerate(self.blocks):
+            self.load(index)
+            base = f"{self.prefix}.{index}."
+            for name, param in list(block.named_parameters()):
+                yield base + name, param
+                _set(block, name, torch.empty_like(param, device="meta"))
+
     def store(self, writer: ShardWriter | None = None) -> _Store:
         """The lib.pruning.replay.BlockStore that loads blocks and releases them (to `writer`)."""
         return _Store(self, writer)

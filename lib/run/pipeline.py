@@ -15,6 +15,7 @@ import torch
 from lib.arch import matrices
 from lib.arch.blocks import decoder_layers
 from lib.evaluation import zeroshot
+from lib.evaluation import progress
 from lib.evaluation.perplexity import perplexity
 from lib.io import checkpoint, data, models, offload, safetensors_io, writes
 from lib.pruning import layer_sparsity
@@ -137,7 +138,8 @@ def recovery_phase(plan: Plan, model, tokenizer, ids: torch.Tensor, record: dict
                                f"{actual}")
         rec["actual_sparsity_after"] = actual
     model.eval()
-    after = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula)
+    after = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula,
+                       progress=window_log(plan, model, ids))
     undo()
     rec.update(ppl_before=record["ppl_test"], ppl_after=after.ppl)
     record.update(recovery=rec, ppl_recovered=after.ppl)
@@ -164,15 +166,31 @@ def _calibration_documents(plan: Plan, documents: list[str], tokenizer) -> set[i
     return used
 
 
+def window_log(plan: Plan, model, ids: torch.Tensor,
+               streamed: offload.OffloadedModel | None = None) -> progress.WindowLog:
+    """Where this evaluation's finished windows are kept (in --save), keyed by what they
+    depend on, so that a rerun after a crash resumes."""
+    start = time.perf_counter()
+    weights = streamed.named_weights() if streamed else model.named_parameters()
+    key = {"weights_sha256": progress.weights_digest(weights), "seqlen": plan.seqlen,
+           "formula": plan.args.ppl_formula, "tokens_sha256": progress.tokens_digest(ids),
+           "device": torch.device(plan.device).type}
+    log.info("weights digest %s (%.1f s)", key["weights_sha256"][:16],
+             time.perf_counter() - start)
+    return progress.WindowLog(plan.save, key)
+
+
 def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
                    streamed: offload.OffloadedModel | None = None) -> None:
     args = plan.args
+    windows = window_log(plan, model, ids, streamed)
     start = time.perf_counter()
     forward = None
     if streamed is not None:
-        windows = min(ids.shape[1] // plan.seqlen, args.eval_windows or ids.shape[1])
-        forward = streamed.window_logits(ids, plan.seqlen, windows)
-    result = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula, forward)
+        count = min(ids.shape[1] // plan.seqlen, args.eval_windows or ids.shape[1])
+        forward = streamed.window_logits(ids, plan.seqlen, count)
+    result = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula, forward,
+                        windows)
     record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
                   eval_tokens=result.predicted_tokens,
                   eval_seconds=round(time.perf_counter() - start, 3),
