@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import statistics
 import sys
@@ -43,7 +44,8 @@ from lib.pruning.methods import BASELINE, METHODS  # noqa: E402
 from lib.pruning.prune import prune_model  # noqa: E402
 from lib.pruning.replay import capture_block_inputs, run_block  # noqa: E402
 from lib.pruning.sparsity import parse_sparsity  # noqa: E402
-from lib.run import machine
+from lib.io.writes import atomic_write_text  # noqa: E402
+from lib.run import machine  # noqa: E402
 
 CANDIDATES = ("wanda_idf", "wanda_spiky", "wanda_select")
 
@@ -76,6 +78,18 @@ def measure(fn, device, prepare=None) -> tuple[float, int, int]:
     return seconds, peak, peak - baseline
 
 
+def summarize(runs: dict[str, list[tuple[float, int, int]]]) -> dict[str, dict]:
+    """Per job, from its (seconds, peak, peak over start) of every repeat: the best time, the
+    largest peaks, every repeat's time and the paired time over wanda."""
+    times = {name: [seconds for seconds, _, _ in rows] for name, rows in runs.items()}
+    paired = paired_ratios(times)
+    return {name: {"best_seconds": min(times[name]),
+                   "peak_bytes": max(peak for _, peak, _ in rows),
+                   "extra_bytes": max(extra for _, _, extra in rows),
+                   "seconds": times[name], "paired_time_over_wanda": list(paired[name])}
+            for name, rows in runs.items()}
+
+
 def paired_ratios(times: dict[str, list[float]], reference: str = BASELINE
                   ) -> dict[str, tuple[float, float, float]]:
     """Median, lowest and highest of each run's time over the reference's time in the same
@@ -98,10 +112,15 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--methods", default=",".join(CANDIDATES))
+    p.add_argument("--json", default=None,
+                   help="also write the table, settings and machine to this JSON file")
     p.add_argument("--originals", choices=("memory", "disk"), default="memory",
                    help="where the dense weights wait between runs: disk halves the peak for a "
                         "model that does not fit twice (the file goes to a temporary folder)")
     args = p.parse_args()
+    unknown = [m for m in args.methods.split(",") if m not in METHODS]
+    if unknown:
+        p.error(f"--methods: {unknown[0]} is not a method; choose from {', '.join(METHODS)}")
     with contextlib.ExitStack() as stack:
         return run(args, stack)
 
@@ -146,30 +165,38 @@ def run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     jobs = {"floor": lambda: floor_passes(base, samples), "wanda": pruner("wanda")}
     for m in args.methods.split(","):
         jobs[m] = pruner(m)
-    best: dict[str, list] = {name: [float("inf"), 0, 0] for name in jobs}
     names = list(jobs)
-    times: dict[str, list[float]] = {name: [] for name in jobs}
+    runs: dict[str, list[tuple[float, int, int]]] = {name: [] for name in jobs}
     for r in range(args.repeats):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             seconds, peak, extra = measure(jobs[name], device, restore)
-            times[name].append(seconds)
-            best[name] = [min(best[name][0], seconds), max(best[name][1], peak),
-                          max(best[name][2], extra)]
+            runs[name].append((seconds, peak, extra))
             print(f"repeat {r} {name:14s} {seconds:8.2f} s  peak {peak / 2**20:8.1f} MiB  "
                   f"(+{extra / 2**20:.1f} MiB over start)", flush=True)
-    wanda_s, wanda_m, wanda_x = best["wanda"]
+    table = summarize(runs)
     print(f"\n{args.model} | {device} {dtype} | {args.nsamples} x {args.seqlen} tokens | "
           f"{args.sparsity_type} | best of {args.repeats} | originals in {args.originals}")
     print(f"{'run':14s} {'seconds':>8s} {'peak MiB':>9s} {'+MiB':>8s} {'time/wanda':>11s} "
           f"{'peak/wanda':>11s} {'+mem/wanda':>11s}  paired time/wanda: median [range]")
-    paired = paired_ratios(times)
-    for name, (seconds, peak, extra) in best.items():
-        median, low, high = paired[name]
-        print(f"{name:14s} {seconds:8.2f} {peak / 2**20:9.1f} {extra / 2**20:8.1f} "
-              f"{seconds / wanda_s:11.3f} {peak / wanda_m:11.3f} {extra / max(wanda_x, 1):11.3f}"
+    wanda = table["wanda"]
+    for name, row in table.items():
+        median, low, high = row["paired_time_over_wanda"]
+        print(f"{name:14s} {row['best_seconds']:8.2f} {row['peak_bytes'] / 2**20:9.1f} "
+              f"{row['extra_bytes'] / 2**20:8.1f} "
+              f"{row['best_seconds'] / wanda['best_seconds']:11.3f} "
+              f"{row['peak_bytes'] / wanda['peak_bytes']:11.3f} "
+              f"{row['extra_bytes'] / max(wanda['extra_bytes'], 1):11.3f}"
               f"  {median:.3f} [{low:.3f}, {high:.3f}]")
-    print(f"wanda / floor time: {wanda_s / best['floor'][0]:.3f}")
+    print(f"wanda / floor time: {wanda['best_seconds'] / table['floor']['best_seconds']:.3f}")
+    if args.json:
+        record = {"model": args.model, "device": str(device), "dtype": str(dtype),
+                  "nsamples": args.nsamples, "seqlen": args.seqlen,
+                  "sparsity_type": args.sparsity_type, "repeats": args.repeats,
+                  "originals": args.originals, "machine": machine.machine_record(device),
+                  "runs": table}
+        atomic_write_text(Path(args.json), json.dumps(record, indent=1) + "\n")
+        print(f"written to {args.json}")
     return 0
 
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import random
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +14,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from benchmark_selectivity import keep_originals, paired_ratios  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("repeats", [1, 2, 3, 4, 7])
@@ -50,3 +54,34 @@ def test_originals_restore_the_exact_dense_weights(where, monkeypatch, tmp_path)
                 assert torch.equal(v, dense[k]), k
         assert model[1].weight is model[0].weight
     assert list(tmp_path.iterdir()) == []  # the disk copy's folder went with the script
+
+
+def test_the_json_holds_every_job_of_every_repeat(tiny_llama_dir, data_dir, tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "benchmark_selectivity.py"), "--model",
+         str(tiny_llama_dir), "--data_dir", str(data_dir), "--nsamples", "2", "--seqlen", "32",
+         "--repeats", "2", "--methods", "magnitude,sparsegpt", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    runs = record["runs"]
+    assert list(runs) == ["floor", "wanda", "magnitude", "sparsegpt"]
+    printed = [line.split() for line in done.stdout.splitlines() if line.startswith("repeat ")]
+    for name, row in runs.items():  # the file against the per-repeat lines printed
+        seconds = [float(words[3]) for words in printed if words[2] == name]
+        assert [round(s, 2) for s in row["seconds"]] == seconds
+        assert row["best_seconds"] == min(row["seconds"])
+        ratios = [s / w for s, w in zip(row["seconds"], runs["wanda"]["seconds"])]
+        assert row["paired_time_over_wanda"] == pytest.approx(
+            [statistics.median(ratios), min(ratios), max(ratios)])
+    assert record["nsamples"] == 2 and record["machine"]["cpu_cores"] >= 1
+
+
+def test_an_unknown_method_is_one_line(tiny_llama_dir):
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_selectivity.py"),
+                           "--model", str(tiny_llama_dir), "--methods", "wanda_idff"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "benchmark_selectivity.py: error: --methods: wanda_idff is not a method")
