@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -112,14 +113,94 @@ def test_a_killed_evaluation_resumes_in_a_rerun_and_from_the_saved_model(
               "0.5"]
     assert run(tmp_path / "whole", *pruned).returncode == 0
     expected = load_results(tmp_path / "whole", "wanda")["ppl_test"]
-    for name, resume in (("rerun", pruned),
-                         ("saved", ["--model", str(tmp_path / "saved_model")])):
+    # "offload": pruned and evaluated with --offload (its digest read block by block from
+    # disk), resumed in memory from the model it saved
+    for name, extra, resume in (
+            ("rerun", [], pruned), ("saved", [], ["--model", str(tmp_path / "saved_model")]),
+            ("offload", ["--offload"], ["--model", str(tmp_path / "offload_model")])):
         save = tmp_path / name
-        killed = run(save, *pruned, "--save_model", str(tmp_path / f"{name}_model"),
+        killed = run(save, *pruned, *extra, "--save_model", str(tmp_path / f"{name}_model"),
                      env={"WANDA_KILL_AT": "eval_window_2"})
         assert killed.returncode == -9
         done = run(save, *resume)
         assert done.returncode == 0, done.stderr
-        assert "evaluation resumes after 2 finished windows" in done.stderr
+        assert "evaluation resumes after 2 finished windows of 3" in done.stderr
         method = "wanda" if name == "rerun" else "dense"
-        assert load_results(save, method)["ppl_test"] == expected
+        record = load_results(save, method)
+        assert record["eval_windows_resumed"] == 2
+        # offloaded windows pass the blocks as one batch: equal up to float rounding
+        assert math.isclose(record["ppl_test"], expected, rel_tol=0 if not extra else 1e-6)
+    assert load_results(tmp_path / "whole", "wanda")["eval_windows_resumed"] == 0
+
+
+@pytest.mark.parametrize("text", ["", "{", "[]", '"text"', '{"values": [1.0]}',
+                                  'KEY_WITH_BAD_VALUES'])
+def test_an_unreadable_progress_file_is_ignored_and_rewritten(text, tmp_path, caplog):
+    key = {"weights_sha256": "w"}
+    log = WindowLog(tmp_path, key)
+    if text == "KEY_WITH_BAD_VALUES":
+        text = json.dumps({"key": key, "values": ["x"]})
+    log.path.write_text(text)
+    with caplog.at_level("WARNING"):
+        fresh = WindowLog(tmp_path, key)
+    assert fresh.values == [] and "ignoring unreadable evaluation progress" in caplog.text
+    fresh.append(2.5)
+    assert WindowLog(tmp_path, key).values == [2.5]
+
+
+def test_the_wanda_formula_sums_the_stacked_window_losses(tiny_llama_dir, tmp_path):
+    """Wanda's own evaluation: per-window mean loss times seqlen, stacked, summed, divided by
+    every window's seqlen tokens, in float32; a resumed run gives exactly that number."""
+    import torch.nn.functional as F
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    ids = torch.randint(0, model.config.vocab_size, (1, 16 * 4),
+                        generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        nlls = [F.cross_entropy(model(ids[:, w * 16:(w + 1) * 16]).logits[0, :-1],
+                                ids[0, w * 16 + 1:(w + 1) * 16]).float() * 16 for w in range(4)]
+    expected = torch.exp(torch.stack(nlls).sum() / (4 * 16)).item()
+    key = {"formula": "wanda"}
+    died = WindowLog(tmp_path, key)
+    died.append(nlls[0].item())
+    resumed = perplexity(model, ids, 16, formula="wanda", progress=WindowLog(tmp_path, key))
+    assert resumed.ppl == expected and resumed.resumed == 1
+
+
+def test_config_digest_sees_the_architecture_not_the_provenance(tiny_llama_dir):
+    from transformers import AutoConfig
+
+    from lib.evaluation.progress import config_digest
+
+    config = AutoConfig.from_pretrained(tiny_llama_dir)
+    base = config_digest(config)
+    config._name_or_path, config.use_cache = "/elsewhere", not config.use_cache
+    assert config_digest(config) == base
+    config.rope_theta = getattr(config, "rope_theta", 10000.0) * 2
+    config.rms_norm_eps = config.rms_norm_eps * 2
+    assert config_digest(config) != base
+
+
+def test_an_offloaded_evaluation_resumes_without_rerunning_finished_windows(
+        tiny_llama_dir, tmp_path):
+    """Resumed at window 3 of 5: blocks run for windows 3 and 4 only, and the logits are the
+    loaded model's."""
+    from lib.io.offload import OffloadedModel
+
+    loaded = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    streamed = OffloadedModel(tiny_llama_dir, torch.float32, torch.device("cpu"))
+    ids = torch.randint(0, loaded.config.vocab_size, (1, 16 * 5),
+                        generator=torch.Generator().manual_seed(3))
+    walked = []
+    final_hidden = streamed._final_hidden
+    streamed._final_hidden = lambda batches: (walked.append(len(batches)),
+                                              final_hidden(batches))[1]
+    key = {"formula": "exact"}
+    whole = perplexity(loaded, ids, 16, progress=WindowLog(tmp_path / "a", key))
+    died = WindowLog(tmp_path / "b", key)
+    for value in WindowLog(tmp_path / "a", key).values[:3]:
+        died.append(value)
+    resumed = perplexity(streamed.model, ids, 16, forward=streamed.window_logits(ids, 16, 5),
+                         progress=WindowLog(tmp_path / "b", key))
+    assert walked == [2] and resumed.resumed == 3
+    assert math.isclose(resumed.ppl, whole.ppl, rel_tol=1e-6)

@@ -22,6 +22,7 @@ class Perplexity:
     ppl: float
     windows: int
     predicted_tokens: int
+    resumed: int = 0  # windows taken from the progress file, not run
 
 
 def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: int | None = None,
@@ -52,6 +53,10 @@ def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: in
     device = input_device(model)
     # per window: its summed NLL ("exact"), or its float32 mean loss * seqlen ("wanda")
     values = list(progress.values[:windows]) if progress is not None else []
+    resumed = len(values)
+    if resumed:
+        log.info("evaluation resumes after %d finished windows of %d (%s)", resumed, windows,
+                 progress.path)
     for w in tqdm(range(len(values), windows), desc="wikitext2 ppl", initial=len(values),
                   total=windows):
         batch = ids[:, w * seqlen:(w + 1) * seqlen].to(device)
@@ -68,11 +73,12 @@ def perplexity(model: nn.Module, ids: torch.Tensor, seqlen: int, max_windows: in
             progress.append(value)
             kill_point(f"eval_window_{w + 1}")
     if formula == "wanda":
-        summed = torch.tensor(values, dtype=torch.float32).sum()
+        # on the evaluation's device, where the Wanda repository stacks and sums its losses
+        summed = torch.tensor(values, dtype=torch.float32, device=device).sum()
         ppl = torch.exp(summed / (windows * seqlen)).item()
     else:
         total_nll = 0.0
         for value in values:  # in window order, as the sum has always been taken
             total_nll += value
         ppl = math.exp(total_nll / (windows * (seqlen - 1)))
-    return Perplexity(ppl, windows, windows * (seqlen - 1))
+    return Perplexity(ppl, windows, windows * (seqlen - 1), resumed)

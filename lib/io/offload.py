@@ -108,7 +108,8 @@ class OffloadedModel:
     def named_weights(self):
         """Every parameter as evaluation sees it (lib/evaluation/progress.py digests them): the
         resident ones, then each block loaded from where its weights now come from, one at a
-        time, and put back on meta."""
+        time, and put back on meta. Consume each tensor before asking for the next: a block's
+        tensors go back to meta when the walk moves on."""
         for name, param in self.model.named_parameters():
             if not self._is_block(name):
                 yield name, param
@@ -126,20 +127,19 @@ class OffloadedModel:
     def window_logits(self, ids: torch.Tensor, seqlen: int, windows: int):
         """A `forward(w, batch)` for lib.evaluation.perplexity.perplexity: every window of a
         chunk through block b before block b+1 (blocks loaded once per chunk), then the model's
-        own head."""
+        own head. Window values reach the progress file as the chunk's windows pass the head,
+        so a killed run loses at most one chunk of block passes."""
         hidden = self.model.config.hidden_size
         per_window = seqlen * hidden * torch.finfo(self.dtype).bits // 8
         chunk = max(1, min(windows, EVAL_ACTIVATION_BYTES // per_window))
         cache: dict[int, torch.Tensor] = {}
 
         def forward(w: int, batch: torch.Tensor) -> torch.Tensor:
-            if w not in cache:
+            if w not in cache:  # the next chunk starts here: a resumed evaluation starts late
                 cache.clear()
-                first = w - w % chunk
                 batches = [ids[:, i * seqlen:(i + 1) * seqlen]
-                           for i in range(first, min(first + chunk, windows))]
-                cache.update(zip(range(first, first + len(batches)),
-                                 self._final_hidden(batches)))
+                           for i in range(w, min(w + chunk, windows))]
+                cache.update(zip(range(w, w + len(batches)), self._final_hidden(batches)))
             return head_logits(self.model, batch, cache.pop(w).unsqueeze(0))
         return forward
 

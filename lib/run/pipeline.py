@@ -172,9 +172,12 @@ def window_log(plan: Plan, model, ids: torch.Tensor,
     depend on, so that a rerun after a crash resumes."""
     start = time.perf_counter()
     weights = streamed.named_weights() if streamed else model.named_parameters()
-    key = {"weights_sha256": progress.weights_digest(weights), "seqlen": plan.seqlen,
+    config = (streamed.model if streamed else model).config
+    key = {"weights_sha256": progress.weights_digest(weights),
+           "config_sha256": progress.config_digest(config),
+           "attention": getattr(config, "_attn_implementation", None), "seqlen": plan.seqlen,
            "formula": plan.args.ppl_formula, "tokens_sha256": progress.tokens_digest(ids),
-           "device": torch.device(plan.device).type}
+           **progress.compute_key(torch.device(plan.device))}
     log.info("weights digest %s (%.1f s)", key["weights_sha256"][:16],
              time.perf_counter() - start)
     return progress.WindowLog(plan.save, key)
@@ -183,16 +186,16 @@ def window_log(plan: Plan, model, ids: torch.Tensor,
 def evaluate_phase(plan: Plan, model, ids: torch.Tensor, record: dict,
                    streamed: offload.OffloadedModel | None = None) -> None:
     args = plan.args
-    windows = window_log(plan, model, ids, streamed)
+    progress_log = window_log(plan, model, ids, streamed)
     start = time.perf_counter()
     forward = None
     if streamed is not None:
         count = min(ids.shape[1] // plan.seqlen, args.eval_windows or ids.shape[1])
         forward = streamed.window_logits(ids, plan.seqlen, count)
     result = perplexity(model, ids, plan.seqlen, args.eval_windows, args.ppl_formula, forward,
-                        windows)
+                        progress_log)
     record.update(ppl_test=result.ppl, eval_windows_used=result.windows,
-                  eval_tokens=result.predicted_tokens,
+                  eval_tokens=result.predicted_tokens, eval_windows_resumed=result.resumed,
                   eval_seconds=round(time.perf_counter() - start, 3),
                   status="done" if plan.recovery is None else "evaluated")
     print(f"wikitext perplexity {result.ppl}", flush=True)

@@ -5,7 +5,8 @@ seconds measured alone from the benchmark files in alone/ (bench_<pattern>.json,
 per pattern, nothing else on the machine); then, once it is done, the full-test row (full_test/:
 the pruning run's record, and the record of the evaluation that finished it).
 
-  python docs/results/qwen_study/reference.py [TREE]   (default: this folder's Qwen tree)
+  python docs/results/qwen_study/reference.py [TREE]   (default: this folder's Qwen tree;
+  alone/ and full_test/ are always this folder's)
 """
 from __future__ import annotations
 
@@ -21,11 +22,17 @@ METHODS = ("magnitude", "wanda", "sparsegpt")
 PATTERNS = (("unstructured", 0.5), ("2:4", 0.5))
 
 
+# the budget of the study's rows: a benchmark on another budget is not their alone column
+BUDGET = {"model": "qwen2.5-coder-1.5b", "nsamples": 16, "seqlen": 512}
+
+
 def alone_seconds(folder: Path) -> dict[tuple[str, str], float]:
     """(method, sparsity type) -> best prune seconds of the benchmark run alone."""
     found = {}
     for path in sorted(folder.glob("bench_*.json")):
         bench = json.loads(path.read_text())
+        if any(bench.get(k) != v for k, v in BUDGET.items()):
+            raise SystemExit(f"{path}: not the study's budget {BUDGET}; rerun alone/run.sh")
         for name, run in bench["runs"].items():
             found[(name, bench["sparsity_type"])] = run["best_seconds"]
     return found
@@ -49,23 +56,21 @@ def row(name: str, sparsity: str, runs: list[dict], alone: float | None = None) 
 
 
 def full_test_row(folder: Path) -> str | None:
-    """The full-test row: pruning from the pruning run's record, perplexity from whichever record
-    finished the evaluation (the pruning run, or a later one of the model it saved)."""
-    pruned = folder / "results_wanda.json"
-    if not pruned.exists():
+    """The full-test row: pruning from the pruning run's record, perplexity from the finished
+    evaluation of the model that run saved (full_test.sh); None until both exist."""
+    pruned, evaluated = folder / "results_wanda.json", folder / "results_dense.json"
+    if not (pruned.exists() and evaluated.exists()):
         return None
-    prune = json.loads(pruned.read_text())
-    done = [json.loads(p.read_text()) for p in (pruned, folder / "results_dense.json")
-            if p.exists()]
-    done = [r for r in done if r.get("status") == "done"]
-    if not done:
+    prune, run = json.loads(pruned.read_text()), json.loads(evaluated.read_text())
+    saved = (prune.get("saved_model") or {}).get("path")
+    if run.get("status") != "done" or saved is None or run.get("model") != saved:
         return None
-    evaluated = done[0]
+    peak = prune.get("peak_memory_bytes")
+    peak_cell = "-" if peak is None else f"{peak / 2**30:.2f} GiB"
     return (f"| wanda | {summary.pattern_label(prune['sparsity_type'], prune['sparsity_ratio'])} "
-            f"| {prune['actual_sparsity']:.4f} | {prune['nsamples']} x {prune['seqlen']} | "
-            f"{evaluated['eval_windows_used']} x {evaluated['seqlen']} "
-            f"| {evaluated['ppl_test']:.2f} | {prune['prune_seconds']:.0f} "
-            f"| {prune['peak_memory_bytes'] / 2**30:.2f} GiB |")
+            f"| {prune['actual_sparsity']:.4f} | {prune['nsamples']} x {prune['seqlen']} "
+            f"(seed {prune['seed']}) | {run['eval_windows_used']} x {run['seqlen']} "
+            f"| {run['ppl_test']:.2f} | {prune['prune_seconds']:.0f} | {peak_cell} |")
 
 
 def main(tree: Path) -> None:
