@@ -205,6 +205,40 @@ def test_plot_stats_draws_a_stats_file_and_refuses_others(tmp_path):
     assert bad.returncode == 2 and bad.stderr.startswith("error:")
 
 
+def test_hazard_table_rows_match_a_direct_computation(tmp_path):
+    import statistics
+
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(1)
+    name = "model.layers.0.mlp.down_proj"
+    norm = (torch.rand(30, generator=gen) + 0.5).double()
+    norm[[4, 20, 11]] = torch.tensor([9.0, 9.1, 30.0], dtype=torch.float64)
+    fields = {"active_frac": torch.rand(30, generator=gen).double(),
+              "idf": torch.rand(30, generator=gen).double(),
+              "spikiness": (torch.rand(30, generator=gen) + 1).double()}
+    save_file({f"{name}.norm": norm, **{f"{name}.{k}": v for k, v in fields.items()}},
+              str(tmp_path / "s.safetensors"))
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "hazard_table.py"),
+                           str(tmp_path / "s.safetensors"), "--layers", name],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    cells = [c.strip() for c in done.stdout.splitlines()[2].strip("|").split("|")]
+    values = norm.tolist()
+    top = sorted(sorted(range(30), key=lambda i: -values[i])[:3])  # channel order
+    assert top == [4, 11, 20] and cells[1] == "4, 11, 20"
+    median = sorted(values)[14]  # torch's median of an even count is the lower middle
+    assert cells[2] == ", ".join(f"{values[i] / median:.1f}" for i in top)
+    assert cells[3] == ", ".join(f"{float(fields['active_frac'][i]):.2f}" for i in top)
+    assert cells[4] == ", ".join(f"{float(fields['idf'][i]):.3f}" for i in top)
+    spiky = fields["spikiness"].tolist()
+    assert cells[5] == (", ".join(f"{spiky[i]:.1f}" for i in top)
+                        + f" ({sorted(spiky)[14]:.1f})")
+    active, logs = fields["active_frac"].tolist(), [math.log(v) for v in values]
+    assert cells[6] == f"{statistics.correlation(active, logs):.2f}"
+
+
 def test_entries_parse_and_reject():
     from lib.run.errors import UserError
     from lib.sweeps.entries import parse_entry, parse_seeds, split_entries
