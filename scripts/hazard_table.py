@@ -33,8 +33,9 @@ def row(stats: dict, name: str) -> str:
 
     def three(values: torch.Tensor, fmt: str) -> str:
         return ", ".join(format(float(v), fmt) for v in values[top])
-    return (f"| {name} | {', '.join(str(int(i)) for i in top)} | {three(ratio, '.1f')} | {three(fields['active_frac'], '.2f')} | "
-            f"{three(fields['idf'], '.3f')} | {three(fields['spikiness'], '.1f')} "
+    channels = ", ".join(str(int(i)) for i in top)
+    return (f"| {name} | {channels} | {three(ratio, '.1f')} | "
+            f"{three(fields['active_frac'], '.2f')} | {three(fields['idf'], '.3f')} | {three(fields['spikiness'], '.1f')} "
             f"({float(fields['spikiness'].median()):.1f}) | {float(corr):.2f} |")
 
 
@@ -47,7 +48,8 @@ def main() -> int:
     stats = load_file(args.stats)
     names = linear_names(stats)
     layers = args.layers.split(",") if args.layers else default_layers(names)
-    print("| layer input | top-3 norm channels | their norm / median | their active_frac | their idf | "
+    print("| layer input | top-3 norm channels | their norm / median | their active_frac | "
+          "their idf | "
           "their spikiness (median) | corr(active_frac, log norm) |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name in layers:
