@@ -2,12 +2,14 @@
 # The full-test wanda 50% row of docs/reference_results.md (issue 31): Qwen2.5-Coder-1.5B pruned
 # with wanda at 50% unstructured on the study's calibration (16 C4 windows of 512 tokens, seed 0:
 # the model of the study's seed-0 wanda row), saved, then evaluated on the whole WikiText-2 test
-# in windows of 2048 tokens, float32, one thread. The evaluation is about two hours on one core,
-# so it is built to span sessions: every finished window's value goes to OUT/ppl_windows_<key>.json
-# (lib/evaluation/progress.py) and collect.sh copies those files to full_test/; a later call,
-# in a fresh machine, prunes again (the same weights: the key holds their digest, so different
-# weights would start over rather than mix) and runs only the windows missing. Call it until
-# OUT/results_dense.json reads "status": "done". Run from the repo root:
+# in windows of 2048 tokens, float32, one thread. The evaluation is 3-4 hours on one core beside
+# another run, so it is built to span sessions: every finished window's value goes to
+# OUT/ppl_windows_<key>.json (lib/evaluation/progress.py) and collect.sh copies those files to
+# full_test/; a later call, in a fresh machine, prunes again (the key holds the weights' digest,
+# so different weights start over rather than mix) and runs only the windows missing. Call it
+# until OUT/results_dense.json reads "status": "done". A new machine can prune to different last
+# bits and so to a new key: what was done then, and measured, is in splice/README.md. Run from
+# the repo root:
 #   bash docs/results/qwen_study/full_test.sh [OUT]
 set -u
 out=${1:-out/evidence/qwen_full}
