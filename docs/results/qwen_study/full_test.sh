@@ -3,8 +3,8 @@
 # with wanda at 50% unstructured on the study's calibration (16 C4 windows of 512 tokens, seed 0:
 # the model of the study's seed-0 wanda row), saved, then evaluated on the whole WikiText-2 test
 # in windows of 2048 tokens, float32, one thread. The evaluation is 2-5 hours on one core beside
-# another run (55-120 s a window, by machine), so it is built to span sessions: every finished window's value goes to
-# OUT/ppl_windows_<key>.json (lib/evaluation/progress.py) and collect.sh copies those files to
+# another run (50-120 s a window, by machine), so it is built to span sessions: every finished
+# window's value goes to OUT/ppl_windows_<key>.json (lib/evaluation/progress.py) and collect.sh copies those files to
 # full_test/; a later call, in a fresh machine, prunes again (the key holds the weights' digest,
 # so different weights start over rather than mix) and runs only the windows missing. Call it
 # until OUT/results_dense.json reads "status": "done". A new machine can prune to different last

@@ -31,19 +31,18 @@ def main() -> None:
     a = json.loads(A_FILE.read_text())
     va = a["values"]
     print(f"weights A {a['key']['weights_sha256'][:8]}: windows 0-{len(va) - 1}")
-    last = None
-    for name, path in OVERLAPS.items():
-        last = json.loads(path.read_text())
-        vx = last["values"]
+    overlaps = {name: json.loads(path.read_text()) for name, path in OVERLAPS.items()}
+    for name, x in overlaps.items():
+        vx = x["values"]
         n = len(vx)
-        rel = [abs(x - y) / x for x, y in zip(va, vx)]
-        print(f"weights {name} {last['key']['weights_sha256'][:8]}, windows 0-{n - 1}: per-window "
+        rel = [abs(v - w) / v for v, w in zip(va, vx)]
+        print(f"weights {name} {x['key']['weights_sha256'][:8]}, windows 0-{n - 1}: per-window "
               f"NLL |{name} - A| / A max {max(rel):.1e}, mean {sum(rel) / n:.1e}")
         print(f"  perplexity over windows 0-{n - 1}: A {ppl(va[:n]):.3f}, {name} {ppl(vx):.3f} "
               f"({name}/A - 1 = {ppl(vx) / ppl(va[:n]) - 1:+.2%})")
     spliced = json.loads(SPLICED.read_text())
     vs = spliced["values"]
-    ok = spliced["key"] == last["key"] and vs[:len(va)] == va
+    ok = spliced["key"] == overlaps["C"]["key"] and vs[:len(va)] == va
     print(f"row's file: C's key, A's windows 0-{len(va) - 1}, then {len(vs) - len(va)} windows "
           f"of C: {'yes' if ok else 'NO'}")
     if len(vs) == TOTAL:
