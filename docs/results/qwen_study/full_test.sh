@@ -4,8 +4,8 @@
 # the model of the study's seed-0 wanda row), saved, then evaluated on the whole WikiText-2 test
 # in windows of 2048 tokens, float32, one thread. The evaluation is 2-5 hours on one core beside
 # another run (50-120 s a window, by machine), so it is built to span sessions: every finished
-# window's value goes to OUT/ppl_windows_<key>.json (lib/evaluation/progress.py) and collect.sh copies those files to
-# full_test/; a later call, in a fresh machine, prunes again (the key holds the weights' digest,
+# window's value goes to OUT/ppl_windows_<key>.json (lib/evaluation/progress.py) and collect.sh
+# copies those files to full_test/; a later call, in a fresh machine, prunes again (the key holds the weights' digest,
 # so different weights start over rather than mix) and runs only the windows missing. Call it
 # until OUT/results_dense.json reads "status": "done". A new machine can prune to different last
 # bits and so to a new key: what was done then, and measured, is in splice/README.md. Run from
