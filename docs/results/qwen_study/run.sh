@@ -9,7 +9,8 @@
 # skipped (main.py --skip_if_done through the sweep). Run from the repo root:
 #   bash docs/results/qwen_study/run.sh [OUT_ROOT]
 # LANES=1 runs one lane (e.g. beside a benchmark); JOIN=1 adds lanes to a running study's queue
-# instead of rebuilding it.
+# instead of rebuilding it; TASKS=FILE drains FILE's tasks (lines LEVEL TYPE ENTRIES SEED) instead
+# of the study's (the follow-up checks beside this folder do).
 set -u
 out=${1:-out/evidence/qwen}
 m=qwen2.5-coder-1.5b
@@ -24,6 +25,9 @@ queue="$out/queue.txt"
 suffix=""  # joined lanes are logged as 1j, 2j, ...
 if [ "${JOIN:-0}" = 1 ]; then
   suffix=j
+  task() { :; }
+elif [ -n "${TASKS:-}" ]; then
+  cp "$TASKS" "$queue"
   task() { :; }
 else
   : > "$queue"
