@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import math
 import os
@@ -315,6 +316,31 @@ def test_seed_statistics_against_hand_computation(tmp_path):
         (sum((v - 103.0) ** 2 for v in ppl["wanda_spiky"]) / 2) ** 0.5)
     assert table["wanda_idf"]["verdict"] == "worse" and table["wanda_idf"]["lower_on"] == "0/3"
     assert table["wanda"]["verdict"] is None and table["wanda"]["seeds"] == 3
+
+
+@pytest.mark.parametrize("diffs", [(-3.0, -2.0, -2.5), (1.0, 2.0, 1.5), (-3.0, 1.0, -0.5)])
+def test_paired_verdict_follows_the_interval_of_the_difference(tmp_path, diffs):
+    spec = importlib.util.spec_from_file_location(
+        "paired_verdict", Path(__file__).parents[1] / "docs/results/paired_verdict.py")
+    verdict = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verdict)
+    base = [100.0, 110.0, 105.0]
+    for method, values in {"wanda": base, "wanda_x": [b + d for b, d in zip(base, diffs)]}.items():
+        for seed, value in enumerate(values):
+            folder = tmp_path / method / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / f"results_{method}.json").write_text(json.dumps({
+                "method": method, "sparsity_type": "unstructured", "sparsity_ratio": 0.5,
+                "seed": seed, "actual_sparsity": 0.5, "ppl_test": value, "status": "done"}))
+    mean = sum(diffs) / 3
+    half = 4.302652729911275 * (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
+    expected = ("confirmed" if mean + half < 0 else "contradicted" if mean - half > 0
+                else "not confirmed")
+    lines = verdict.verdict_lines(tmp_path, "wanda_x", 5, "title")
+    row = next(line for line in lines if line.startswith("| wanda_x |"))
+    assert row.endswith(f"| {expected} |")
+    assert f"[{mean - half:+.3f}, {mean + half:+.3f}]" in row
+    assert "provisional until all 5" in lines[-2]
 
 
 def test_broken_entries_go_off_scale_and_the_plot_draws(tmp_path):
