@@ -49,7 +49,7 @@ done
 lane() {
   while true; do
     line=$(flock "$queue.lock" bash -c "head -n1 '$queue'; sed -i 1d '$queue'")
-    [ -z "$line" ] && return
+    [ -z "$line" ] && break
     read -r lvl typ entries seed <<< "$line"
     echo "$(date -u +%FT%TZ) lane $1: $line" >> "$out/lanes.log"
     if [ "$lvl" = dense ]; then
