@@ -151,11 +151,12 @@ def test_two_seed_sweep_gives_one_row_per_entry_with_spread(tiny_llama_dir, tmp_
     assert rows[1]["lower_on"].endswith("/2") and rows[1]["verdict"] in ("better", "worse", "n.s.")
 
 
-def write_result(folder: Path, method: str, kind: str, ppl: float, seconds: float) -> None:
+def write_result(folder: Path, method: str, kind: str, ppl: float, seconds: float,
+                 seed: int | None = None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     record = {"method": method, "sparsity_type": kind, "sparsity_ratio": 0.5,
               "actual_sparsity": 0.5, "ppl_test": ppl, "prune_seconds": seconds,
-              "status": "done"}
+              "status": "done", **({} if seed is None else {"seed": seed})}
     (folder / f"results_{method}.json").write_text(json.dumps(record))
 
 
@@ -291,11 +292,7 @@ def test_seed_statistics_against_hand_computation(tmp_path):
            "wanda_idf": [120.0, 125.0, 118.0]}
     for method, values in ppl.items():
         for seed, value in enumerate(values):
-            folder = tmp_path / method / f"seed{seed}"
-            folder.mkdir(parents=True)
-            (folder / f"results_{method}.json").write_text(json.dumps({
-                "method": method, "sparsity_type": "2:4", "sparsity_ratio": 0.5, "seed": seed,
-                "actual_sparsity": 0.5, "ppl_test": value, "status": "done"}))
+            write_result(tmp_path / method / f"seed{seed}", method, "2:4", value, 1.0, seed)
     table = {r["method"]: r for r in summary.comparison(summary.load_results([tmp_path]))}
     spiky = table["wanda_spiky"]
     diffs = [-2.0, -3.0, -1.0]  # per seed, against wanda
@@ -327,11 +324,8 @@ def test_paired_verdict_follows_the_interval_of_the_difference(tmp_path, diffs):
     base = [100.0, 110.0, 105.0]
     for method, values in {"wanda": base, "wanda_x": [b + d for b, d in zip(base, diffs)]}.items():
         for seed, value in enumerate(values):
-            folder = tmp_path / method / f"seed{seed}"
-            folder.mkdir(parents=True)
-            (folder / f"results_{method}.json").write_text(json.dumps({
-                "method": method, "sparsity_type": "unstructured", "sparsity_ratio": 0.5,
-                "seed": seed, "actual_sparsity": 0.5, "ppl_test": value, "status": "done"}))
+            write_result(tmp_path / method / f"seed{seed}", method, "unstructured", value, 1.0,
+                         seed)
     mean = sum(diffs) / 3
     half = 4.302652729911275 * (sum((d - mean) ** 2 for d in diffs) / 2) ** 0.5 / 3 ** 0.5
     expected = ("confirmed" if mean + half < 0 else "contradicted" if mean - half > 0

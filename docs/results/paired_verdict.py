@@ -1,7 +1,8 @@
 """A pre-registered paired test's verdict, written from a tree of results files: one entry
 against wanda, paired over the calibration seeds both have, 95% t interval of the difference;
 "confirmed" only when the whole interval lies below 0 (the entry lower), "contradicted" when it
-lies above, else "not confirmed". The study collect.sh scripts run it:
+lies above, else "not confirmed": lib/sweeps/summary.py's better / worse / n.s., renamed. The study
+collect.sh scripts run it:
   python docs/results/paired_verdict.py RESULTS_DIR ENTRY SEEDS TITLE OUT.md
 (SEEDS: how many seeds the pre-registration asked for; fewer make the verdict provisional.)"""
 import sys
@@ -16,10 +17,10 @@ def verdict_lines(root: Path, entry: str, seeds: int, title: str) -> list[str]:
     pair = next((r for r in rows if r["method"] == entry), None)
     base = next((r for r in rows if r["method"] == summary.BASELINE), None)
     lines = [f"# {title}", ""]
-    if pair is None or base is None or pair["diff_ci_low"] is None:
+    if pair is None or base is None or pair["verdict"] is None:
         return lines + ["Not enough paired seeds yet for an interval.", ""]
     lo, hi = pair["diff_ci_low"], pair["diff_ci_high"]
-    verdict = "confirmed" if hi < 0 else "contradicted" if lo > 0 else "not confirmed"
+    verdict = {"better": "confirmed", "worse": "contradicted"}.get(pair["verdict"], "not confirmed")
     return lines + [
         "| entry | seeds | ppl mean ± sd | paired diff vs wanda [95% CI] | ratio [95% CI] "
         "| lower on | verdict |", "| --- | --- | --- | --- | --- | --- | --- |",
