@@ -38,6 +38,27 @@ def tiny_opt_dir(tmp_path_factory, tokenizer) -> Path:
     return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp("tiny_opt"))
 
 
+def _tiny_decoder_dir(tmp_path_factory, tokenizer, family: str, **overrides) -> Path:
+    config = tiny_models.tiny_decoder_config(family, len(tokenizer), **overrides)
+    return tiny_models.save_tiny_model(config, tokenizer, tmp_path_factory.mktemp(f"tiny_{family}"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory, tokenizer) -> Path:
+    return _tiny_decoder_dir(tmp_path_factory, tokenizer, "qwen2")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_dir(tmp_path_factory, tokenizer) -> Path:
+    return _tiny_decoder_dir(tmp_path_factory, tokenizer, "qwen3")
+
+
+@pytest.fixture(scope="session")
+def tiny_mistral_dir(tmp_path_factory, tokenizer) -> Path:
+    # a window shorter than the tests' 64 tokens, so that a wrong mask shows
+    return _tiny_decoder_dir(tmp_path_factory, tokenizer, "mistral", sliding_window=16)
+
+
 @pytest.fixture(scope="session")
 def tiny_gemma2_dir(tmp_path_factory, tokenizer) -> Path:
     config = tiny_models.tiny_gemma2_config(len(tokenizer))

@@ -1,6 +1,7 @@
 """Replaying captured block inputs reproduces the model's own forward, block by block, for every
-family the tests build: LLaMA (GQA), OPT, and Gemma 2 / Gemma 3 with alternating sliding-window
-and global layers (window 16 < 64 tokens; Gemma 3 with a rotary base per layer type)."""
+family the tests build: LLaMA (GQA), OPT, Qwen2 (q/k/v biases), Qwen3 (query/key norms),
+Mistral (a sliding window in every layer), and Gemma 2 / Gemma 3 with alternating sliding-window
+and global layers (windows of 16 < 64 tokens; Gemma 3 with a rotary base per layer type)."""
 from __future__ import annotations
 
 import pytest
@@ -13,7 +14,7 @@ from lib.pruning.prune import find_linears, prune_model
 from lib.pruning.replay import capture_block_inputs, run_block
 from lib.pruning.sparsity import parse_sparsity
 
-FAMILIES = ["llama", "opt", "gemma2", "gemma3"]
+FAMILIES = ["llama", "opt", "qwen2", "qwen3", "mistral", "gemma2", "gemma3"]
 SEQLEN = 64
 
 

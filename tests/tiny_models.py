@@ -44,6 +44,18 @@ def tiny_opt_config(vocab_size: int):
                      enable_bias=True)
 
 
+def tiny_decoder_config(family: str, vocab_size: int, **overrides):
+    """A 2-block LLaMA-like decoder of `family` (qwen2: biases on q/k/v; qwen3: RMS norms on
+    queries and keys; mistral), grouped-query attention, tied embeddings as in Qwen2.5."""
+    from transformers import AutoConfig
+
+    settings = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=16, max_position_embeddings=256, tie_word_embeddings=True)
+    settings.update(overrides)
+    return AutoConfig.for_model(family, **settings)
+
+
 # Four blocks alternating sliding-window and global attention, the window (16 tokens) shorter
 # than the tests' windows, so replaying a block with another block's mask shows.
 GEMMA_LAYER_TYPES = ["sliding_attention", "full_attention"] * 2
